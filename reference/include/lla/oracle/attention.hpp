@@ -279,20 +279,23 @@ class AttentionOracle {
         const int64_t nt = std::min(kv_tile, u.end - t0);
         const auto K = rows(in_.k, b, g, t0, nt);
         const auto V = rows(in_.v, b, g, t0, nt);
-        RowMatrix<Scalar> S1 = c_ * (Q * K.transpose());
-        for (int64_t x = 0; x < nr; ++x) {
-          for (int64_t y = 0; y < nt; ++y) {
-            const int64_t j = t0 + y;
-            if (j < ranges[x].begin || j >= ranges[x].end) S1(x, y) = neg_inf;
-          }
-        }
-        RowMatrix<Scalar> P1(nr, nt);
+        const RowMatrix<Scalar> S1 = c_ * (Q * K.transpose());
+        // Masked logits count as -inf: they leave the max alone and get P1 = 0. The
+        // exponential is taken only over each row's valid keys of the tile because
+        // Eigen's vectorised exp clamps its argument (exp(-inf) would come out as
+        // ~1e-308, not 0).
+        RowMatrix<Scalar> P1 = RowMatrix<Scalar>::Zero(nr, nt);
         Vector<Scalar> alpha(nr);
         for (int64_t x = 0; x < nr; ++x) {
-          const Scalar m_new = std::max(m(x), S1.row(x).maxCoeff());
+          const int64_t lo = std::max(ranges[x].begin, t0), hi = std::min(ranges[x].end, t0 + nt);
+          const Scalar tile_max = hi > lo ? S1.row(x).segment(lo - t0, hi - lo).maxCoeff() : neg_inf;
+          const Scalar m_new = std::max(m(x), tile_max);
           const Scalar m_safe = (m_new == neg_inf) ? Scalar(0) : m_new;
           alpha(x) = exp(m(x) - m_safe);
-          P1.row(x) = (S1.row(x).array() - m_safe).exp().matrix();
+          if (hi > lo) {
+            P1.row(x).segment(lo - t0, hi - lo) =
+                (S1.row(x).segment(lo - t0, hi - lo).array() - m_safe).exp().matrix();
+          }
           m(x) = m_new;
         }
         d1 = alpha.cwiseProduct(d1) + P1.rowwise().sum();
@@ -383,7 +386,8 @@ class AttentionOracle {
           E.row(x) = P.row(x).cwiseProduct(((Scalar(1) + tbar(x)) - Tm.row(x).array()).matrix());
         }
       }
-      const RowMatrix<Scalar> O = E * V, vbar = P * V, A = G * V.transpose();
+      const RowMatrix<Scalar> O = E * V, A = G * V.transpose();
+      const RowMatrix<Scalar> vbar = probe_ ? RowMatrix<Scalar>(P * V) : O;  // softmax: E = P
       const Vector<Scalar> T = G.cwiseProduct(O).rowwise().sum();
       const Vector<Scalar> bterm = G.cwiseProduct(vbar).rowwise().sum();
       RowMatrix<Scalar> dS(nr, nk), dT;

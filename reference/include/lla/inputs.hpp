@@ -1,0 +1,81 @@
+#pragma once
+// Deterministic attention inputs from a 64-bit seed and a magnitude class, shared
+// by the tests, the demo, the benchmarks and the fixture generator.
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <ostream>
+
+#include "lla/oracle/types.hpp"
+#include "lla/random.hpp"
+
+namespace lla {
+
+enum class Magnitude {
+  normal,      // N(0, 1) everywhere
+  rms_normed,  // q, r, k rows scaled to RMS 1 (as the models feed them); v ~ N(0, 1)
+  large,       // N(0, 1) * 3
+};
+
+inline const char* to_string(Magnitude m) {
+  switch (m) {
+    case Magnitude::normal: return "normal";
+    case Magnitude::rms_normed: return "rms_normed";
+    case Magnitude::large: return "large";
+  }
+  return "?";
+}
+inline std::ostream& operator<<(std::ostream& os, Magnitude m) { return os << to_string(m); }
+
+template <class Scalar>
+void fill_normal(Tensor4<Scalar>& t, Rng& rng, double sigma) {
+  for (auto& x : t) x = static_cast<Scalar>(sigma * rng.normal());
+}
+
+template <class Scalar>
+void normalise_rows(Tensor4<Scalar>& t) {
+  const int64_t D = t.dim(3);
+  for (int64_t row = 0; row < t.size() / std::max<int64_t>(D, 1); ++row) {
+    Scalar* x = t.data() + row * D;
+    Scalar ss = 0;
+    for (int64_t d = 0; d < D; ++d) ss += x[d] * x[d];
+    using std::sqrt;
+    const Scalar rms = sqrt(ss / Scalar(D));
+    if (rms > Scalar(0)) {
+      for (int64_t d = 0; d < D; ++d) x[d] /= rms;
+    }
+  }
+}
+
+// Inputs for a problem. Each tensor has its own stream derived from the seed.
+template <class Scalar>
+oracle::AttentionInputs<Scalar> make_inputs(const Problem& p, uint64_t seed, Magnitude mag) {
+  const std::array<int64_t, 4> qs{p.batch, p.seqlen_q, p.heads_q, p.head_dim};
+  const std::array<int64_t, 4> ks{p.batch, p.seqlen_k, p.heads_kv, p.head_dim};
+  oracle::AttentionInputs<Scalar> in{Tensor4<Scalar>(qs), Tensor4<Scalar>(ks), Tensor4<Scalar>(ks),
+                                     Tensor4<Scalar>(qs)};
+  const double sigma = mag == Magnitude::large ? 3.0 : 1.0;
+  Tensor4<Scalar>* tensors[] = {&in.q, &in.k, &in.v, &in.r};
+  for (int n = 0; n < 4; ++n) {
+    Rng rng(seed * 4 + static_cast<uint64_t>(n) + 1);
+    fill_normal(*tensors[n], rng, sigma);
+  }
+  if (mag == Magnitude::rms_normed) {
+    normalise_rows(in.q);
+    normalise_rows(in.k);
+    normalise_rows(in.r);
+  }
+  return in;
+}
+
+template <class Scalar>
+Tensor4<Scalar> make_dout(const Problem& p, uint64_t seed) {
+  Tensor4<Scalar> g({p.batch, p.seqlen_q, p.heads_q, p.head_dim});
+  Rng rng(seed ^ 0xD0D0D0D0D0D0D0D0ull);
+  fill_normal(g, rng, 1.0);
+  return g;
+}
+
+}  // namespace lla
