@@ -38,7 +38,9 @@ LLA_PROP_FOR_SCALARS(ParallaxBackward, GradientsMatchFiniteDifferences) {
   const Problem& p = c.problem;
   const auto in = make_inputs<Scalar>(p, c.seed, c.magnitude);
   const auto dout = make_dout<Scalar>(p, c.seed);
-  const auto grads = oracle::attention_backward(p, in, dout);
+  // Both backward paths are checked against the finite differences.
+  const auto algorithm = *rc::gen::element(BackwardAlgorithm::blocked, BackwardAlgorithm::plain).as("algorithm");
+  const auto grads = backward_with(p, in, dout, algorithm, *rc::gen::element<int64_t>(1, 4, 64).as("row_block"));
   const auto s = scales_of(p, in);
 
   const oracle::AttentionInputs<long double> base{tensor_cast<long double>(in.q), tensor_cast<long double>(in.k),

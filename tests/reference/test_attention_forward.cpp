@@ -421,7 +421,13 @@ INSTANTIATE_TEST_SUITE_P(Oracle, OddShapes,
                          ::testing::Values(OddShape{1, 1, 1, 0, true}, OddShape{63, 63, 60, 0, true},
                                            OddShape{111, 111, 100, 0, true}, OddShape{111, 1000, 60, 0, true},
                                            OddShape{1000, 1000, 100, 100, true}, OddShape{111, 63, 1, 0, true},
-                                           OddShape{63, 111, 100, 0, false}, OddShape{1, 1000, 60, 96, true}));
+                                           OddShape{63, 111, 100, 0, false}, OddShape{1, 1000, 60, 96, true}),
+                         [](const ::testing::TestParamInfo<OddShape>& info) {
+                           const auto& s = info.param;
+                           return "Lq" + std::to_string(s.lq) + "_Lk" + std::to_string(s.lk) + "_D" +
+                                  std::to_string(s.d) + (s.window > 0 ? "_W" + std::to_string(s.window) : "") +
+                                  (s.causal ? "_causal" : "_noncausal");
+                         });
 
 }  // namespace
 }  // namespace lla::test

@@ -15,7 +15,7 @@ namespace lla::test {
 
 // Bounds on the drawn shapes: tests pick limits that keep one case cheap.
 struct CaseLimits {
-  int64_t max_len = 40;
+  int64_t max_len = 70;  // reaches the tile edges 63, 64, 65
   int64_t max_batch = 3;
   int64_t max_kv_heads = 3;
   int64_t max_group = 4;
