@@ -107,9 +107,20 @@ LLA_PROP_FOR_SCALARS(ParallaxBackward, ZeroProbeIsSoftmaxExactly) {
   const auto dout = make_dout<Scalar>(c.problem, c.seed);
   Problem softmax = c.problem;
   softmax.variant = Variant::softmax;
+  // dr_i = -Sigma_KV,i^T g_i is nonzero as soon as a row sees two different keys
+  // with different values (rms-normed keys with D = 1 are all +-1, so they can coincide).
   bool has_two_keys = false;
+  const int64_t D = c.problem.head_dim;
   for (const auto& seq : c.problem.sequences())
-    for (int64_t i = 0; i < seq.q_len; ++i) has_two_keys |= c.problem.key_range(seq, i).size() >= 2;
+    for (int64_t i = 0; i < seq.q_len; ++i) {
+      const auto r = c.problem.key_range(seq, i);
+      for (int64_t g = 0; g < c.problem.heads_kv; ++g)
+        for (int64_t j = r.begin + 1; j < r.end; ++j)
+          for (int64_t d = 0; d < D; ++d)
+            for (int64_t e = 0; e < D; ++e)
+              has_two_keys |= in.k(seq.batch, j, g, d) != in.k(seq.batch, r.begin, g, d) &&
+                              in.v(seq.batch, j, g, e) != in.v(seq.batch, r.begin, g, e);
+    }
   for (auto a : {BackwardAlgorithm::plain, BackwardAlgorithm::blocked}) {
     const auto px = backward_with(c.problem, in, dout, a, 5);
     const auto sm = backward_with(softmax, in, dout, a, 5);
