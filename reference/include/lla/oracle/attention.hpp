@@ -81,7 +81,7 @@ Scalar dot(const Tensor4<Scalar>& a, int64_t ba, int64_t la, int64_t ha, const T
 
 template <class Scalar>
 ForwardResult<Scalar> allocate_forward(const Problem& p) {
-  constexpr Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
+  const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
   ForwardResult<Scalar> out;
   out.o = Tensor4<Scalar>(q_shape(p));
   out.vbar = Tensor4<Scalar>(q_shape(p));
@@ -265,7 +265,7 @@ class AttentionOracle {
   // m_safe avoids (-inf) - (-inf) while a row has seen no valid key yet.
   ForwardResult<Scalar> forward_online(int64_t row_block, int64_t kv_tile) const {
     using std::exp;
-    constexpr Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
+    const Scalar neg_inf = -std::numeric_limits<Scalar>::infinity();
     auto out = allocate_forward<Scalar>(p_);
     const int64_t D = p_.head_dim;
     for_each_block(row_block, [&](const Sequence& seq, int64_t h, int64_t i0, const std::vector<KeyRange>& ranges,

@@ -1,0 +1,73 @@
+#pragma once
+// Low-precision emulation: round a value held in a wide type (double, long double,
+// multiprecision) to the nearest value of a narrower IEEE format, ties to even,
+// in ONE step. (Going double -> float -> bf16 would round twice.) Used to model
+// what a GPU kernel does at the points where it rounds, and to quantise inputs.
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+namespace lla {
+
+enum class Precision { fp64, fp32, fp16, bf16 };
+
+const char* to_string(Precision p);
+// Parses "fp64", "fp32", "fp16", "bf16" (also "float64", "float32", "float16",
+// "bfloat16"); throws std::invalid_argument otherwise.
+Precision parse_precision(const std::string& name);
+
+struct FloatFormat {
+  int significand_bits;  // including the implicit bit
+  int min_exponent;      // exponent of the smallest normal number (2^min_exponent)
+  int max_exponent;      // exponent of the largest finite number's leading bit
+};
+
+constexpr FloatFormat format_of(Precision p) {
+  switch (p) {
+    case Precision::fp64: return {53, -1022, 1023};
+    case Precision::fp32: return {24, -126, 127};
+    case Precision::fp16: return {11, -14, 15};
+    case Precision::bf16: return {8, -126, 127};
+  }
+  return {53, -1022, 1023};
+}
+
+// Nearest value of format f to x, ties to even, with gradual underflow and
+// overflow to infinity. NaN and infinities pass through.
+template <class Scalar>
+Scalar round_to_format(Scalar x, const FloatFormat& f) {
+  using std::fabs;
+  using std::frexp;
+  using std::isfinite;
+  using std::ldexp;
+  using std::nearbyint;
+  if (!isfinite(x) || x == Scalar(0)) return x;
+  int e = 0;
+  frexp(x, &e);                                  // x = m 2^e with 0.5 <= |m| < 1
+  const int exponent = std::max(e - 1, f.min_exponent);  // below the normal range the quantum stays fixed
+  const int quantum_exp = exponent - (f.significand_bits - 1);
+  // Scaling by a power of two is exact; nearbyint rounds to even in the default mode.
+  const Scalar y = ldexp(nearbyint(ldexp(x, -quantum_exp)), quantum_exp);
+  const Scalar max_finite =
+      ldexp(Scalar(2) - ldexp(Scalar(1), 1 - f.significand_bits), f.max_exponent);
+  if (fabs(y) > max_finite) return x > Scalar(0) ? std::numeric_limits<Scalar>::infinity()
+                                                 : -std::numeric_limits<Scalar>::infinity();
+  return y;
+}
+
+template <class Scalar>
+Scalar round_to(Precision p, Scalar x) {
+  if (p == Precision::fp64 && std::numeric_limits<Scalar>::digits <= 53) return x;
+  return round_to_format(x, format_of(p));
+}
+
+// IEEE bit patterns of the 16-bit formats (for fixtures). The value is rounded
+// first; NaN becomes the canonical quiet NaN (bf16 0x7FC0, fp16 0x7E00).
+uint16_t bf16_bits(double x);
+uint16_t fp16_bits(double x);
+double bf16_value(uint16_t bits);
+double fp16_value(uint16_t bits);
+
+}  // namespace lla
