@@ -15,6 +15,26 @@ const char* to_string(Variant v) {
   return "unknown";
 }
 
+const char* to_string(RidgeConvention v) { return v == RidgeConvention::lambda_omega ? "lambda_omega" : "lambda"; }
+const char* to_string(DenominatorGuard v) {
+  switch (v) {
+    case DenominatorGuard::none: return "none";
+    case DenominatorGuard::sign: return "sign";
+    case DenominatorGuard::nonnegative_up: return "nonnegative_up";
+  }
+  return "unknown";
+}
+const char* to_string(LlaSolver v) {
+  switch (v) {
+    case LlaSolver::direct: return "direct";
+    case LlaSolver::denominator_free: return "denominator_free";
+    case LlaSolver::cg: return "cg";
+  }
+  return "unknown";
+}
+const char* to_string(GradientMode v) { return v == GradientMode::exact ? "exact" : "stop_gradient"; }
+const char* to_string(MatvecForm v) { return v == MatvecForm::centred ? "centred" : "uncentred"; }
+
 double Problem::softmax_scale() const {
   return scale ? *scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
 }
@@ -134,6 +154,22 @@ std::optional<std::string> Problem::check() const {
       }
     }
   }
+  if (variant == Variant::lla) {
+    const LlaParams& l = lla;
+    if (!std::isfinite(l.lambda) || l.lambda < 0) return "lla.lambda must be finite and >= 0, got " + std::to_string(l.lambda);
+    if (!std::isfinite(l.epsilon) || l.epsilon < 0) return "lla.epsilon must be finite and >= 0";
+    if (l.block_size < 0 || (l.block_size > 0 && head_dim % l.block_size != 0)) {
+      return "lla.block_size (" + std::to_string(l.block_size) + ") must divide head_dim (" +
+             std::to_string(head_dim) + ")";
+    }
+    const bool blocked = l.block_size > 0 && l.block_size != head_dim;
+    if (blocked && l.solver != LlaSolver::direct) {
+      return std::string("the block-diagonal LLA variant is solved directly; solver ") + to_string(l.solver) +
+             " is not available for it";
+    }
+    if (l.cg.max_iters < 0) return "lla.cg.max_iters must be >= 0";
+    if (!(l.cg.atol >= 0) || !(l.cg.rtol >= 0)) return "lla.cg.atol and lla.cg.rtol must be >= 0";
+  }
   return std::nullopt;
 }
 
@@ -186,6 +222,18 @@ std::string Problem::describe() const {
   if (!cache_start.empty()) os << " cache_start=" << join(cache_start);
   if (!cu_seqlens_q.empty()) os << " cu_seqlens_q=" << join(cu_seqlens_q);
   if (!cu_seqlens_k.empty()) os << " cu_seqlens_k=" << join(cu_seqlens_k);
+  if (variant == Variant::lla) {
+    os << " lambda=" << lla.lambda << " ridge=" << to_string(lla.ridge) << " solver=" << to_string(lla.solver);
+    if (lla.solver == LlaSolver::cg) {
+      os << "(iters=" << lla.cg.max_iters << " atol=" << lla.cg.atol << " rtol=" << lla.cg.rtol
+         << (lla.cg.jacobi ? " jacobi" : "") << " " << to_string(lla.cg.form) << " "
+         << to_string(lla.cg.matvec_precision) << ")";
+    }
+    if (lla.guard != DenominatorGuard::none) os << " guard=" << to_string(lla.guard) << "(" << lla.epsilon << ")";
+    if (lla.block_size > 0 && lla.block_size != head_dim) os << " block=" << lla.block_size;
+    if (lla.output_precision != Precision::fp64) os << " out=" << to_string(lla.output_precision);
+    os << " grad=" << to_string(lla.gradient);
+  }
   return os.str();
 }
 

@@ -43,8 +43,7 @@ LLA_PROP_FOR_SCALARS(ParallaxBackward, GradientsMatchFiniteDifferences) {
   const auto grads = backward_with(p, in, dout, algorithm, *rc::gen::element<int64_t>(1, 4, 64).as("row_block"));
   const auto s = scales_of(p, in);
 
-  const oracle::AttentionInputs<long double> base{tensor_cast<long double>(in.q), tensor_cast<long double>(in.k),
-                                                  tensor_cast<long double>(in.v), tensor_cast<long double>(in.r)};
+  const auto base = oracle::cast_inputs<long double>(in);
   const auto g_ld = tensor_cast<long double>(dout);
   const long double h = kFiniteDifferenceStep;
   struct Target {

@@ -35,8 +35,7 @@ LLA_PROP_FOR_SCALARS(ParallaxForward, AllAlgorithmsAgree) {
 RC_GTEST_PROP(ParallaxForward, DoubleAgreesWithLongDouble, ()) {
   const Case c = draw_case(CaseLimits{}, draw_variant());
   const auto in = make_inputs<long double>(c.problem, c.seed, c.magnitude);
-  const auto in_d = oracle::AttentionInputs<double>{tensor_cast<double>(in.q), tensor_cast<double>(in.k),
-                                                    tensor_cast<double>(in.v), tensor_cast<double>(in.r)};
+  const auto in_d = oracle::cast_inputs<double>(in);
   const auto s = scales_of(c.problem, in);
   const auto precise = forward_with(c.problem, in, ForwardAlgorithm::plain);
   const auto fast = forward_with(c.problem, in_d, ForwardAlgorithm::blocked);
@@ -369,8 +368,7 @@ RC_GTEST_PROP(ParallaxForward, LargeLogitsStayFinite, ()) {
   const long double a = std::sqrt(target / (std::fabs(p.softmax_scale()) * static_cast<double>(p.head_dim)));
   for (auto& x : in.q) x *= a;
   for (auto& x : in.k) x *= a;
-  const oracle::AttentionInputs<double> in_d{tensor_cast<double>(in.q), tensor_cast<double>(in.k),
-                                             tensor_cast<double>(in.v), tensor_cast<double>(in.r)};
+  const auto in_d = oracle::cast_inputs<double>(in);
   const auto s = scales_of(p, in);
   for (auto alg : {ForwardAlgorithm::plain, ForwardAlgorithm::blocked, ForwardAlgorithm::online}) {
     const auto f = forward_with(p, in_d, alg, 5, 3);

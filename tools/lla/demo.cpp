@@ -58,11 +58,6 @@ std::vector<DemoCase> demo_cases() {
   return cases;
 }
 
-template <class To, class From>
-AttentionInputs<To> cast_inputs(const AttentionInputs<From>& in) {
-  return {tensor_cast<To>(in.q), tensor_cast<To>(in.k), tensor_cast<To>(in.v), tensor_cast<To>(in.r)};
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -72,7 +67,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // forward against the fp64 analytic gradient.
 double finite_difference_error(const Problem& p, const AttentionInputs<double>& in, const Tensor4<double>& dout,
                                const oracle::Gradients<double>& grads) {
-  const auto base = cast_inputs<long double>(in);
+  const auto base = oracle::cast_inputs<long double>(in);
   const auto g = tensor_cast<long double>(dout);
   auto loss = [&](const AttentionInputs<long double>& x) {
     const auto o = oracle::attention_forward(p, x).o;
@@ -172,7 +167,7 @@ int run_demo(const std::vector<std::string>& args) {
     const auto online = oracle::parallax_forward(p, in, {ForwardAlgorithm::online, 64, 48});
     const double vs_online = max_norm_relative_error(online.o, fwd.o);
 
-    const auto in_ld = cast_inputs<long double>(in);
+    const auto in_ld = oracle::cast_inputs<long double>(in);
     const auto fwd_ld = oracle::parallax_forward(p, in_ld);
     const auto grads_ld = oracle::parallax_backward(p, in_ld, tensor_cast<long double>(dout));
     const double error_bar =

@@ -42,14 +42,14 @@ Scalar round_to_format(Scalar x, const FloatFormat& f) {
   using std::frexp;
   using std::isfinite;
   using std::ldexp;
-  using std::nearbyint;
+  using std::rint;
   if (!isfinite(x) || x == Scalar(0)) return x;
   int e = 0;
   frexp(x, &e);                                  // x = m 2^e with 0.5 <= |m| < 1
   const int exponent = std::max(e - 1, f.min_exponent);  // below the normal range the quantum stays fixed
   const int quantum_exp = exponent - (f.significand_bits - 1);
-  // Scaling by a power of two is exact; nearbyint rounds to even in the default mode.
-  const Scalar y = ldexp(nearbyint(ldexp(x, -quantum_exp)), quantum_exp);
+  // Scaling by a power of two is exact; rint rounds to even in the default mode.
+  const Scalar y = ldexp(rint(ldexp(x, -quantum_exp)), quantum_exp);
   const Scalar max_finite =
       ldexp(Scalar(2) - ldexp(Scalar(1), 1 - f.significand_bits), f.max_exponent);
   if (fabs(y) > max_finite) return x > Scalar(0) ? std::numeric_limits<Scalar>::infinity()
@@ -57,9 +57,12 @@ Scalar round_to_format(Scalar x, const FloatFormat& f) {
   return y;
 }
 
+// Emulation helper: fp64 means "the oracle's own precision" and leaves x
+// unchanged for every scalar type (so a long-double or multiprecision run is not
+// degraded to double); the other precisions round with round_to_format.
 template <class Scalar>
 Scalar round_to(Precision p, Scalar x) {
-  if (p == Precision::fp64 && std::numeric_limits<Scalar>::digits <= 53) return x;
+  if (p == Precision::fp64) return x;
   return round_to_format(x, format_of(p));
 }
 

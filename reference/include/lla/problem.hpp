@@ -14,11 +14,75 @@
 #include <string>
 #include <vector>
 
+#include "lla/precision.hpp"
+
 namespace lla {
 
 enum class Variant { softmax, parallax, lla };
 
 const char* to_string(Variant v);
+
+// --- LLA (local linear attention) parameters; docs/math.md, section 7 ----------
+
+// The ridge added to the weighted key covariance of row i.
+enum class RidgeConvention {
+  lambda_omega,  // lambda_i * omega_i * I (default): invariant to scaling the row's weights
+  lambda,        // lambda_i * I (the paper's notation): depends on the max shift m_i
+};
+
+// The guard applied to the denominator d_i before dividing by it: d <- d + eps*sgn(d).
+enum class DenominatorGuard {
+  none,           // d unchanged (epsilon ignored)
+  sign,           // sgn(0) = 0, as the public PyTorch reference (d = 0 stays 0)
+  nonnegative_up, // sgn(d) = +1 for d >= 0, as the public Triton kernels (|d| >= eps)
+};
+
+enum class LlaSolver {
+  direct,            // LDL^T of the centred Sigma_i (per block for the block-diagonal variant)
+  denominator_free,  // o = vbar + Sigma_KV (C + lambda I)^-1 (q - kbar): no division by d
+  cg,                // matrix-free conjugate gradients with the public stopping rule
+};
+
+enum class GradientMode {
+  exact,          // the gradient of the forward as defined (includes the ridge term c_i)
+  stop_gradient,  // lambda*omega and m held constant: what public FlashLLA code computes
+};
+
+// How the CG matvec Sigma p is formed.
+enum class MatvecForm {
+  centred,    // sum_j w_j (z_j.p) z_j + ridge p with z_j = k_j - q_i (stable)
+  uncentred,  // sum_j w_j (k_j.p) k_j - (p.q) mu~ - (p.mu~) q + omega (p.q) q + ridge p (kernel form)
+};
+
+struct CgSettings {
+  int64_t max_iters = 32;
+  double atol = 1e-6;  // stopping rule on SQUARED norms: r.r <= rtol * max(atol, r0.r0)
+  double rtol = 1e-6;
+  bool jacobi = false;  // diagonal preconditioner
+  MatvecForm form = MatvecForm::centred;
+  // Operands of the matvec products are rounded to this precision; below fp64 the
+  // CG state (x, r, p and the scalars) is kept in fp32, as the public kernels do.
+  Precision matvec_precision = Precision::fp64;
+};
+
+struct LlaParams {
+  double lambda = 10.0;  // ridge (a per-row tensor in the inputs overrides it)
+  RidgeConvention ridge = RidgeConvention::lambda_omega;
+  DenominatorGuard guard = DenominatorGuard::none;
+  double epsilon = 0.0;
+  LlaSolver solver = LlaSolver::direct;
+  CgSettings cg;
+  int64_t block_size = 0;  // 0 or head_dim: full Sigma; else block-diagonal (forward only, direct solve)
+  GradientMode gradient = GradientMode::exact;
+  // rho is rounded to this precision before rho.z, and the weights S before S V.
+  Precision output_precision = Precision::fp64;
+};
+
+const char* to_string(RidgeConvention v);
+const char* to_string(DenominatorGuard v);
+const char* to_string(LlaSolver v);
+const char* to_string(GradientMode v);
+const char* to_string(MatvecForm v);
 
 // Thrown by Problem::validate() and by every entry point that receives tensors
 // whose shapes do not match the problem.
@@ -73,6 +137,7 @@ struct Problem {
   std::vector<int32_t> cu_seqlens_k;  // N+1 offsets into the packed keys; empty = same as q
 
   Variant variant = Variant::parallax;
+  LlaParams lla;  // used when variant == lla
 
   // --- derived quantities -----------------------------------------------------
   double softmax_scale() const;

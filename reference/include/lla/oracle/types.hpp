@@ -14,8 +14,16 @@ struct AttentionInputs {
   Tensor4<Scalar> q;  // (B, Lq, Hq,  D)
   Tensor4<Scalar> k;  // (B, Lk, Hkv, D)
   Tensor4<Scalar> v;  // (B, Lk, Hkv, D)
-  Tensor4<Scalar> r;  // (B, Lq, Hq,  D) Parallax probe; ignored (may be empty) for softmax
+  Tensor4<Scalar> r;  // (B, Lq, Hq,  D) Parallax probe; ignored (may be empty) for softmax and LLA
+  Tensor3<Scalar> lambda{};  // (B, Lq, Hq) LLA per-row ridge; empty = Problem::lla.lambda for every row
 };
+
+// Element-wise conversion of all inputs, e.g. double -> long double or multiprecision.
+template <class To, class From>
+AttentionInputs<To> cast_inputs(const AttentionInputs<From>& in) {
+  return {tensor_cast<To>(in.q), tensor_cast<To>(in.k), tensor_cast<To>(in.v), tensor_cast<To>(in.r),
+          tensor_cast<To>(in.lambda)};
+}
 
 // Saved per-row statistics, all (B, Lq, Hq), in NATURAL-log units. The logit s
 // includes the scale c. Empty rows: row_max = lse = -inf, d1 = 0, tbar = 0.
