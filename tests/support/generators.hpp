@@ -98,10 +98,20 @@ inline Problem draw_problem(const CaseLimits& lim) {
   return p;
 }
 
+// LLA parameters for a drawn problem: lambda over its useful range, both ridge
+// conventions, the direct solver (others are chosen by the property).
+inline void draw_lla_params(Problem& p) {
+  p.lla.lambda = *rc::gen::element(1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0).as("lambda");
+  p.lla.ridge = *rc::gen::element(RidgeConvention::lambda_omega, RidgeConvention::lambda_omega,
+                                  RidgeConvention::lambda)
+                     .as("ridge 0=lambda*omega 1=lambda");
+}
+
 inline Case draw_case(const CaseLimits& lim, Variant variant) {
   Case c;
   c.problem = draw_problem(lim);
   c.problem.variant = variant;
+  if (variant == Variant::lla) draw_lla_params(c.problem);
   c.seed = *rc::gen::arbitrary<uint64_t>().as("seed");
   c.magnitude = static_cast<Magnitude>(*rc::gen::element(0, 0, 1, 2).as("magnitude 0=normal 1=rms 2=large"));
   RC_LOG() << "case: " << c.problem.describe() << " seed=" << c.seed << " magnitude=" << c.magnitude << "\n";

@@ -10,7 +10,9 @@ namespace lla::oracle {
 struct ErrorBar {
   int bits = 0;      // multiprecision significand bits used
   double o = 0;      // max-norm relative error of the fp64 output: max|o64 - o_mp| / max|o_mp|
-  double dq = 0, dk = 0, dv = 0, dr = 0;  // the same for gradients (when an upstream gradient was given)
+  // Gradients (when an upstream gradient was given): max|g64 - g_mp| over each tensor,
+  // divided by the largest entry of any gradient tensor.
+  double dq = 0, dk = 0, dv = 0, dr = 0;
   double worst() const;
 };
 

@@ -108,6 +108,14 @@ class LlaOracle {
   LlaOracle(const Problem& p, const AttentionInputs<Scalar>& in)
       : p_(p), in_(in), prm_(p.lla), c_(static_cast<Scalar>(p.softmax_scale())) {}
 
+  // With the lambda*omega ridge and no guard, scaling all weights of a row changes
+  // nothing, so the subtracted row max m_i drops out. A lambda*I ridge, or a guard
+  // eps*sgn(d) (d scales with the weights, eps does not), breaks that invariance.
+  bool depends_on_max_shift() const {
+    const bool guarded = prm_.guard != DenominatorGuard::none && prm_.epsilon > 0;
+    return prm_.ridge == RidgeConvention::lambda || guarded;
+  }
+
   bool block_diagonal() const { return prm_.block_size > 0 && prm_.block_size != p_.head_dim; }
 
   Scalar row_lambda(const Sequence& seq, int64_t h, int64_t i) const {
@@ -115,8 +123,9 @@ class LlaOracle {
     return in_.lambda(seq.batch, seq.q_begin + i, h);
   }
 
-  // Everything up to Sigma and mu.
-  LlaRow<Scalar> setup(const Sequence& seq, int64_t h, int64_t i) const {
+  // Everything up to Sigma and mu. weight_scale multiplies every w_ij of the row
+  // (a test hook: with the lambda*omega ridge the result must not change).
+  LlaRow<Scalar> setup(const Sequence& seq, int64_t h, int64_t i, Scalar weight_scale = Scalar(1)) const {
     using std::exp;
     LlaRow<Scalar> r;
     const KeyRange range = p_.key_range(seq, i);
@@ -130,7 +139,7 @@ class LlaOracle {
     const DenseVector<Scalar> s = c_ * (K * q);
     r.row_max = s.maxCoeff();
     r.w.resize(n);
-    for (int64_t j = 0; j < n; ++j) r.w(j) = exp(s(j) - r.row_max);
+    for (int64_t j = 0; j < n; ++j) r.w(j) = weight_scale * exp(s(j) - r.row_max);
     r.omega = r.w.sum();
     r.Z = K.rowwise() - q.transpose();
     r.mu = r.Z.transpose() * r.w;
@@ -236,8 +245,8 @@ class LlaOracle {
     return solve_direct(r.Sigma, rhs);
   }
 
-  LlaRow<Scalar> row(const Sequence& seq, int64_t h, int64_t i) const {
-    LlaRow<Scalar> r = setup(seq, h, i);
+  LlaRow<Scalar> row(const Sequence& seq, int64_t h, int64_t i, Scalar weight_scale = Scalar(1)) const {
+    LlaRow<Scalar> r = setup(seq, h, i, weight_scale);
     if (r.empty()) return r;
     const DenseVector<Scalar> q = rows(in_.q, seq.batch, h, seq.q_begin + i, 1).transpose();
     if (prm_.solver == LlaSolver::denominator_free) {
@@ -295,9 +304,9 @@ class LlaOracle {
     for (int64_t j = 0; j < n; ++j) {
       out.F(j) = r.w(j) * (G(j) * a(j) / d - out.beta + out.c + rD(j) + rU(j) * rR(j) - out.beta * rR(j) * rR(j));
     }
-    if (exact && prm_.ridge == RidgeConvention::lambda) {
-      // With a ridge lambda I the forward depends on the max shift m_i = max_j s_ij,
-      // whose derivative is 1 at the argmax: dL/dm = -sum_j F_ij goes there.
+    if (exact && depends_on_max_shift()) {
+      // The forward then depends on the max shift m_i = max_j s_ij, whose derivative
+      // is 1 at the argmax: dL/dm = -sum_j F_ij goes there.
       Eigen::Index argmax = 0;
       const DenseVector<Scalar> s = c_ * ((r.Z.rowwise() + q.transpose()) * q);
       s.maxCoeff(&argmax);
@@ -451,11 +460,13 @@ Gradients<Scalar> lla_backward(const Problem& problem, const AttentionInputs<Sca
   return oracle.backward(dout);
 }
 
+// One row written out. weight_scale multiplies all of the row's weights w_ij
+// (identity 7: with the lambda*omega ridge nothing changes).
 template <class Scalar>
 LlaRow<Scalar> lla_row(const Problem& problem, const AttentionInputs<Scalar>& in, const Sequence& seq, int64_t head,
-                       int64_t row) {
+                       int64_t row, Scalar weight_scale = Scalar(1)) {
   detail::check_lla_inputs(problem, in);
-  return detail::LlaOracle<Scalar>(problem, in).row(seq, head, row);
+  return detail::LlaOracle<Scalar>(problem, in).row(seq, head, row, weight_scale);
 }
 
 template <class Scalar>
