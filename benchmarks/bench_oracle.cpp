@@ -6,6 +6,10 @@
 //   Parallax forward : 4 products of Lq x Lk x D (Q K^T, R K^T, P1 V, P2 V)
 //   Parallax backward: 10 products (S, T, A = G V^T, E V, P V recomputed; dq, dr, dk (2), dv)
 //   softmax  forward : 2 products;  backward: 6 products
+//   LLA (per row with n visible keys): forward 2 n D^2 (Sigma) + D^3 / 3 (LDL^T)
+//     + 8 n D (logits, mu, S, o); backward: the forward's row work, a second
+//     factorisation and solve, and 12 n D. CG replaces the factorisation by
+//     4 n D per iteration.
 // The summary printed last states the blocked fp64 forward's GFLOP/s as a
 // percentage of the GEMM's (the acceptance bar of issue 2 is >= 40% at D = 128,
 // L = 2048).
@@ -18,6 +22,7 @@
 
 #include "lla/inputs.hpp"
 #include "lla/oracle/attention.hpp"
+#include "lla/oracle/lla.hpp"
 
 namespace {
 
@@ -78,6 +83,45 @@ void BM_Backward(benchmark::State& state, Variant v, bool causal) {
   }
   set_rate(state, products_flops(p, v == Variant::parallax ? 10 : 6));
 }
+
+double lla_flops(const Problem& p, bool backward) {
+  const double D = static_cast<double>(p.head_dim);
+  double flops = 0;
+  for (const auto& seq : p.sequences())
+    for (int64_t i = 0; i < seq.q_len; ++i) {
+      const double n = static_cast<double>(p.key_range(seq, i).size());
+      double row = 2 * n * D * D + 8 * n * D;
+      if (p.lla.solver == lla::LlaSolver::cg) {
+        row += 4 * n * D * static_cast<double>(p.lla.cg.max_iters);
+      } else {
+        row += D * D * D / 3;
+      }
+      flops += backward ? row + D * D * D / 3 + 12 * n * D : row;
+    }
+  return flops * static_cast<double>(p.heads_q);
+}
+
+void BM_Lla(benchmark::State& state, lla::LlaSolver solver, bool backward) {
+  Problem p = make_problem(state.range(0), state.range(1), true, Variant::lla);
+  p.lla.lambda = 1.0;
+  p.lla.solver = solver;
+  const auto in = lla::make_inputs<double>(p, 1, lla::Magnitude::rms_normed);
+  const auto dout = lla::make_dout<double>(p, 1);
+  for (auto _ : state) {
+    if (backward) {
+      auto g = lla::oracle::lla_backward(p, in, dout);
+      benchmark::DoNotOptimize(g.dq.data());
+    } else {
+      auto f = lla::oracle::lla_forward(p, in, lla::oracle::LlaForwardOptions{false});
+      benchmark::DoNotOptimize(f.o.data());
+    }
+  }
+  set_rate(state, lla_flops(p, backward));
+}
+
+BENCHMARK_CAPTURE(BM_Lla, forward_direct, lla::LlaSolver::direct, false)->Args({512, 64})->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Lla, forward_cg32, lla::LlaSolver::cg, false)->Args({512, 64})->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Lla, backward_direct, lla::LlaSolver::direct, true)->Args({512, 64})->Unit(benchmark::kMillisecond);
 
 #define LLA_SHAPES ->Args({2048, 128})->Args({1024, 64})->Unit(benchmark::kMillisecond)
 BENCHMARK(BM_EigenGemm) LLA_SHAPES;

@@ -4,6 +4,7 @@
 
 #include "lla/oracle/error_bar.hpp"
 #include "lla/oracle/lla.hpp"
+#include "lla/scenarios.hpp"
 #include "support/properties.hpp"
 
 namespace lla::test {
@@ -490,6 +491,33 @@ TEST(LlaValidation, RejectsBadParameters) {
   auto bad = in;
   bad.lambda = Tensor3<double>({1, 1, 2});
   EXPECT_THROW(oracle::lla_forward(p, bad), ProblemError);
+}
+
+}  // namespace
+}  // namespace lla::test
+
+namespace lla::test {
+namespace {
+
+// The example of docs/lla.md: at lambda = 0.1, bf16 CG with 32 iterations is off
+// by more than 10% while the fp64 oracle's multiprecision error bar is below
+// 1e-10; at lambda = 10 both are fine.
+TEST(LlaDocumentedExample, Bf16ConjugateGradientsAgainstTheOracle) {
+  for (const double lambda : {0.1, 10.0}) {
+    const auto s = scenarios::lla_bf16_cg(lambda);
+    const auto exact = oracle::lla_forward(s.exact, s.inputs);
+    const auto kernel = oracle::lla_forward(s.kernel, s.inputs);
+    const double kernel_error = max_norm_relative_error(kernel.o, exact.o);
+    const double error_bar = oracle::oracle_error_bar(s.exact, s.inputs).o;
+    std::cout << "lambda " << lambda << ": bf16 CG(32) max-norm relative error " << kernel_error
+              << ", fp64 oracle error bar " << error_bar << ", max condition " << max_abs(exact.condition) << "\n";
+    EXPECT_LT(error_bar, 1e-10);
+    if (lambda < 1) {
+      EXPECT_GT(kernel_error, 0.1);
+    } else {
+      EXPECT_LT(kernel_error, 1e-2);
+    }
+  }
 }
 
 }  // namespace
