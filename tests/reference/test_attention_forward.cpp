@@ -114,18 +114,7 @@ LLA_PROP_FOR_SCALARS(ParallaxForward, GqaEqualsRepeatedKvHeads) {
   const Problem& p = c.problem;
   const auto in = make_inputs<Scalar>(p, c.seed, c.magnitude);
   const auto dout = make_dout<Scalar>(p, c.seed);
-  Problem mha = p;
-  mha.heads_kv = p.heads_q;
-  auto rep = in;
-  rep.k = Tensor4<Scalar>({p.batch, p.seqlen_k, p.heads_q, p.head_dim});
-  rep.v = rep.k;
-  for (int64_t b = 0; b < p.batch; ++b)
-    for (int64_t j = 0; j < p.seqlen_k; ++j)
-      for (int64_t h = 0; h < p.heads_q; ++h)
-        for (int64_t d = 0; d < p.head_dim; ++d) {
-          rep.k(b, j, h, d) = in.k(b, j, p.kv_head(h), d);
-          rep.v(b, j, h, d) = in.v(b, j, p.kv_head(h), d);
-        }
+  const auto [mha, rep] = repeat_kv_heads(p, in);
   const auto s = scales_of(p, in);
   check_forward_consistent("gqa vs repeated", oracle::attention_forward(p, in), oracle::attention_forward(mha, rep), p,
                            s);
@@ -157,14 +146,7 @@ LLA_PROP_FOR_SCALARS(ParallaxForward, VarlenEqualsEachSequenceAlone) {
   oracle::ForwardResult<Scalar> joined = fwd;
   oracle::Gradients<Scalar> gjoined = grad;
   for (const auto& seq : p.sequences()) {
-    Problem alone = p;
-    alone.cu_seqlens_q.clear();
-    alone.cu_seqlens_k.clear();
-    alone.seqlen_q = seq.q_len;
-    alone.seqlen_k = seq.k_end - seq.k_begin;
-    const oracle::AttentionInputs<Scalar> part{
-        slice_rows(in.q, 0, seq.q_begin, seq.q_len), slice_rows(in.k, 0, seq.k_begin, alone.seqlen_k),
-        slice_rows(in.v, 0, seq.k_begin, alone.seqlen_k), slice_rows(in.r, 0, seq.q_begin, seq.q_len)};
+    const auto [alone, part] = sequence_alone(p, in, seq);
     const auto f = oracle::attention_forward(alone, part);
     const auto g = oracle::attention_backward(alone, part, slice_rows(dout, 0, seq.q_begin, seq.q_len));
     place_rows(joined.o, 0, seq.q_begin, f.o);

@@ -442,28 +442,11 @@ LLA_PROP_FOR_SCALARS(LlaMasks, VarlenAndGqaEquivalences) {
   const auto f = oracle::lla_forward(p, in);
   Tensor4<Scalar> joined(f.o.shape());
   for (const auto& seq : p.sequences()) {
-    Problem alone = p;
-    alone.cu_seqlens_q.clear();
-    alone.cu_seqlens_k.clear();
-    alone.seqlen_q = seq.q_len;
-    alone.seqlen_k = seq.k_end - seq.k_begin;
-    oracle::AttentionInputs<Scalar> part{slice_rows(in.q, 0, seq.q_begin, seq.q_len),
-                                         slice_rows(in.k, 0, seq.k_begin, alone.seqlen_k),
-                                         slice_rows(in.v, 0, seq.k_begin, alone.seqlen_k), Tensor4<Scalar>()};
+    const auto [alone, part] = sequence_alone(p, in, seq);
     place_rows(joined, 0, seq.q_begin, oracle::lla_forward(alone, part).o);
   }
   check_identical("varlen vs alone", f.o, joined, p);  // the same per-row operations
-  Problem mha = p;
-  mha.heads_kv = p.heads_q;
-  auto rep = in;
-  rep.k = Tensor4<Scalar>({p.batch, p.seqlen_k, p.heads_q, p.head_dim});
-  rep.v = rep.k;
-  for (int64_t j = 0; j < p.seqlen_k; ++j)
-    for (int64_t h = 0; h < p.heads_q; ++h)
-      for (int64_t d = 0; d < p.head_dim; ++d) {
-        rep.k(0, j, h, d) = in.k(0, j, p.kv_head(h), d);
-        rep.v(0, j, h, d) = in.v(0, j, p.kv_head(h), d);
-      }
+  const auto [mha, rep] = repeat_kv_heads(p, in);
   check_identical("gqa vs repeated", oracle::lla_forward(mha, rep).o, f.o, p);
 }
 

@@ -37,6 +37,42 @@ void place_rows(Tensor4<Scalar>& dst, int64_t b, int64_t l0, const Tensor4<Scala
   if (src.dim(1) > 0) std::copy_n(src.data(), src.dim(1) * row, dst.data() + dst.offset(b, l0, 0, 0));
 }
 
+// The same problem as multi-head attention: K/V heads repeated for every query head.
+template <class Scalar>
+std::pair<Problem, oracle::AttentionInputs<Scalar>> repeat_kv_heads(const Problem& p,
+                                                                    const oracle::AttentionInputs<Scalar>& in) {
+  Problem mha = p;
+  mha.heads_kv = p.heads_q;
+  auto rep = in;
+  rep.k = Tensor4<Scalar>({p.batch, p.seqlen_k, p.heads_q, p.head_dim});
+  rep.v = rep.k;
+  for (int64_t b = 0; b < p.batch; ++b)
+    for (int64_t j = 0; j < p.seqlen_k; ++j)
+      for (int64_t h = 0; h < p.heads_q; ++h)
+        for (int64_t d = 0; d < p.head_dim; ++d) {
+          rep.k(b, j, h, d) = in.k(b, j, p.kv_head(h), d);
+          rep.v(b, j, h, d) = in.v(b, j, p.kv_head(h), d);
+        }
+  return {mha, rep};
+}
+
+// One sequence of a packed varlen problem as a dense problem of its own.
+template <class Scalar>
+std::pair<Problem, oracle::AttentionInputs<Scalar>> sequence_alone(const Problem& p,
+                                                                   const oracle::AttentionInputs<Scalar>& in,
+                                                                   const Sequence& seq) {
+  Problem alone = p;
+  alone.cu_seqlens_q.clear();
+  alone.cu_seqlens_k.clear();
+  alone.seqlen_q = seq.q_len;
+  alone.seqlen_k = seq.k_end - seq.k_begin;
+  oracle::AttentionInputs<Scalar> part{slice_rows(in.q, 0, seq.q_begin, seq.q_len),
+                                       slice_rows(in.k, 0, seq.k_begin, alone.seqlen_k),
+                                       slice_rows(in.v, 0, seq.k_begin, alone.seqlen_k),
+                                       in.r.dim(0) == 0 ? Tensor4<Scalar>() : slice_rows(in.r, 0, seq.q_begin, seq.q_len)};
+  return {alone, part};
+}
+
 template <class Scalar>
 oracle::ForwardResult<Scalar> forward_with(const Problem& p, const oracle::AttentionInputs<Scalar>& in,
                                            oracle::ForwardAlgorithm a, int64_t row_block = 64,
