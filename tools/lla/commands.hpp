@@ -13,5 +13,8 @@ inline constexpr int kCheckFailed = 1;
 inline constexpr int kUsageError = 2;
 
 int run_demo(const std::vector<std::string>& args);
+int run_fixtures(const std::vector<std::string>& args);
+int run_verify(const std::vector<std::string>& args);
+int run_inspect(const std::vector<std::string>& args);
 
 }  // namespace lla::cli

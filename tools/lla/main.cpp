@@ -18,6 +18,9 @@ struct Command {
 const std::map<std::string, Command>& commands() {
   static const std::map<std::string, Command> table{
       {"demo", {"run the fp64 oracle on a representative problem set and print a summary", lla::cli::run_demo}},
+      {"fixtures", {"generate golden HDF5 fixtures (generate, oracle-candidate)", lla::cli::run_fixtures}},
+      {"verify", {"judge candidate outputs against a fixture folder", lla::cli::run_verify}},
+      {"inspect", {"validate one fixture and print its attributes, datasets and error bar", lla::cli::run_inspect}},
   };
   return table;
 }

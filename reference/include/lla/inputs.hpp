@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <ostream>
+#include <stdexcept>
+#include <string>
 
 #include "lla/oracle/types.hpp"
 #include "lla/random.hpp"
@@ -14,9 +16,13 @@
 namespace lla {
 
 enum class Magnitude {
-  normal,      // N(0, 1) everywhere
-  rms_normed,  // q, r, k rows scaled to RMS 1 (as the models feed them); v ~ N(0, 1)
-  large,       // N(0, 1) * 3
+  normal,       // N(0, 1) everywhere
+  rms_normed,   // q, r, k rows scaled to RMS 1 (as the models feed them); v ~ N(0, 1)
+  large,        // N(0, 1) * 3
+  // Adversarial classes:
+  large_logits,         // rms-normed q, k scaled so that |scale * q.k| reaches ~1e3
+  near_duplicate_keys,  // every key of a head is one vector plus 1e-6 noise (rank-deficient covariance)
+  heavy_keys,           // N(0, 1), but every 16th key is 8x longer (a few keys dominate long rows)
 };
 
 inline const char* to_string(Magnitude m) {
@@ -24,8 +30,20 @@ inline const char* to_string(Magnitude m) {
     case Magnitude::normal: return "normal";
     case Magnitude::rms_normed: return "rms_normed";
     case Magnitude::large: return "large";
+    case Magnitude::large_logits: return "large_logits";
+    case Magnitude::near_duplicate_keys: return "near_duplicate_keys";
+    case Magnitude::heavy_keys: return "heavy_keys";
   }
   return "?";
+}
+
+// Parses the names of to_string; throws std::invalid_argument otherwise.
+inline Magnitude parse_magnitude(const std::string& s) {
+  for (Magnitude m : {Magnitude::normal, Magnitude::rms_normed, Magnitude::large, Magnitude::large_logits,
+                      Magnitude::near_duplicate_keys, Magnitude::heavy_keys}) {
+    if (s == to_string(m)) return m;
+  }
+  throw std::invalid_argument("unknown input distribution '" + s + "'");
 }
 inline std::ostream& operator<<(std::ostream& os, Magnitude m) { return os << to_string(m); }
 
@@ -62,10 +80,31 @@ oracle::AttentionInputs<Scalar> make_inputs(const Problem& p, uint64_t seed, Mag
     Rng rng(seed * 4 + static_cast<uint64_t>(n) + 1);
     fill_normal(*tensors[n], rng, sigma);
   }
-  if (mag == Magnitude::rms_normed) {
+  if (mag == Magnitude::rms_normed || mag == Magnitude::large_logits) {
     normalise_rows(in.q);
     normalise_rows(in.k);
     normalise_rows(in.r);
+  }
+  if (mag == Magnitude::large_logits) {
+    // rms-normed rows give |q.k| <= D; scale q and k so that |scale q.k| can reach 1e3.
+    using std::sqrt;
+    const Scalar a = static_cast<Scalar>(sqrt(1e3 / (std::fabs(p.softmax_scale()) * double(p.head_dim))));
+    for (auto& x : in.q) x *= a;
+    for (auto& x : in.k) x *= a;
+  }
+  if (mag == Magnitude::near_duplicate_keys) {
+    Rng rng(seed * 4 + 7);
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t g = 0; g < p.heads_kv; ++g)
+        for (int64_t j = 0; j < p.seqlen_k; ++j)
+          for (int64_t d = 0; d < p.head_dim; ++d)
+            in.k(b, j, g, d) = in.k(b, 0, g, d) + static_cast<Scalar>(1e-6 * rng.normal());
+  }
+  if (mag == Magnitude::heavy_keys) {
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t j = 0; j < p.seqlen_k; j += 16)
+        for (int64_t g = 0; g < p.heads_kv; ++g)
+          for (int64_t d = 0; d < p.head_dim; ++d) in.k(b, j, g, d) *= Scalar(8);
   }
   return in;
 }
