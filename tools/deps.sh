@@ -12,6 +12,8 @@ packages=(
   librapidcheck-dev      # property-based tests
   libbenchmark-dev       # Google Benchmark
   libmpfr-dev libmpfrc++-dev   # multiprecision error bars for the oracle
+  python3-numpy python3-h5py   # the Python access test of the fixtures (docs/fixtures.md)
+  clang libclang-rt-14-dev     # the libFuzzer target of the fixture reader
 )
 
 missing=()

@@ -137,27 +137,39 @@ int oracle_candidate(const std::vector<std::string>& argv) {
 }
 
 int verify(const std::vector<std::string>& argv) {
-  const Args a = parse_args(argv, {"fixtures", "candidate", "filter"}, {"json", "help"});
+  const Args a = parse_args(argv, {"fixtures", "candidate", "filter", "tensors"}, {"json", "help"});
   if (a.has("help")) {
     std::printf(
-        "usage: lla verify --fixtures DIR --candidate DIR [--filter REGEX] [--json]\n\n"
+        "usage: lla verify --fixtures DIR --candidate DIR [--filter REGEX] [--tensors o,dq,...] [--json]\n\n"
         "Checks the fixture folder's MANIFEST.sha256, then judges DIR/<case>.h5 of the candidate folder\n"
         "against each fixture, tensor by tensor:\n"
         "  max|candidate - expected| <= k * max|fp32 baseline - expected| + floor\n"
         "with k and floor (= units * u(input element type) * max|expected|) taken from the fixture.\n"
         "Candidate datasets sit at the file's root, named like the fixture's /expected tensors, in float64,\n"
-        "float32, or uint16 with element_type bfloat16/float16. Exit 0 all pass, 1 a check failed, 2 usage or\n"
-        "input error (missing, malformed or tampered fixtures).\n");
+        "float32, or uint16 with element_type bfloat16/float16. o (and dq, dk, dv, dr for forward_backward\n"
+        "cases) are required unless --tensors names the ones to judge (e.g. --tensors o for a forward-only\n"
+        "kernel). Exit 0 all pass, 1 a check failed, 2 usage or input error (missing, malformed or tampered\n"
+        "fixtures).\n");
     return kOk;
   }
   const std::string dir = a.require("fixtures"), cand = a.require("candidate");
+  std::vector<std::string> only;
+  {
+    std::stringstream ss(a.get("tensors"));
+    std::string t;
+    while (std::getline(ss, t, ',')) {
+      if (t.empty()) continue;
+      if (!fixtures::is_verified_tensor(t)) throw UsageError("--tensors: '" + t + "' is not a verified tensor name");
+      only.push_back(t);
+    }
+  }
   const auto files = fixtures::check_manifest(dir);
   std::regex re(a.get("filter", ".*"));
   fixtures::Verdict verdict;
   for (const auto& f : files) {
     const auto fx = fixtures::read_fixture((fs::path(dir) / f).string());
     if (!std::regex_search(fx.spec.name, re)) continue;
-    auto rows = fixtures::verify_case(fx, (fs::path(cand) / f).string());
+    auto rows = fixtures::verify_case(fx, (fs::path(cand) / f).string(), only);
     verdict.rows.insert(verdict.rows.end(), rows.begin(), rows.end());
   }
   if (verdict.rows.empty()) throw UsageError("no fixture was verified (empty folder or --filter matched nothing)");
