@@ -289,6 +289,16 @@ TEST_F(MalformedFixtures, CorruptedChecksum) {
   EXPECT_NE(r.output.find("reading dataset v"), std::string::npos) << r.output;
 }
 
+// A file found by the fuzzer on which HDF5 1.10.8 itself crashes (an invalid free
+// inside H5Literate). lla parses untrusted files in a child process, so it reports
+// the file as corrupt (exit 2) instead of crashing.
+TEST(MalformedFixturesRegression, FileThatCrashesHdf5) {
+  const auto path = fs::path(LLA_SOURCE_DIR) / "tests" / "golden" / "data" / "hdf5_1.10.8_invalid_free.h5";
+  const auto r = run_lla("inspect '" + path.string() + "'");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("hdf5_1.10.8_invalid_free.h5"), std::string::npos) << r.output;
+}
+
 TEST(FixtureCli, UsageErrorsExitTwo) {
   EXPECT_EQ(run_lla("").exit_code, 2);
   EXPECT_EQ(run_lla("no-such-command").exit_code, 2);
