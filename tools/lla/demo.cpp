@@ -2,7 +2,11 @@
 // what a newcomer needs to trust it: how fast it is, how its independent
 // evaluation paths agree, how far it is from a long-double run (its own error
 // bar), and whether its gradients match finite differences.
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <map>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -14,6 +18,9 @@
 #include "lla/oracle/error_bar.hpp"
 #include "lla/oracle/lla.hpp"
 #include "lla/scenarios.hpp"
+#include "lla/fixtures/suites.hpp"
+#include "lla/fixtures/verify.hpp"
+#include "lla/version.hpp"
 
 namespace lla::cli {
 namespace {
@@ -169,6 +176,57 @@ bool run_lla_section() {
   return ok;
 }
 
+// Golden fixtures: write the smoke suite, then judge the current oracle against
+// the committed golden suite with the same rule `lla verify` applies.
+bool run_fixtures_section() {
+  namespace fs = std::filesystem;
+  char tmpl[] = "/tmp/lla-demo-XXXXXX";
+  const fs::path tmp = mkdtemp(tmpl);
+  const fs::path smoke = tmp / "smoke", cand = tmp / "candidate";
+  fs::create_directories(smoke);
+  fs::create_directories(cand);
+  const auto specs = fixtures::suite("smoke");
+  auto t0 = std::chrono::steady_clock::now();
+  for (const auto& spec : specs) {
+    fixtures::write_fixture((smoke / (spec.name + ".h5")).string(), fixtures::make_case(spec, "demo"), false);
+  }
+  fixtures::write_manifest(smoke.string());
+  const double gen_s = seconds_since(t0);
+  std::printf(
+      "\nGolden fixtures (HDF5, docs/fixtures.md): generated the smoke suite (%zu cases) in %.1f s under %s;\n"
+      "now the current oracle, as a candidate, against the committed golden suite (fixtures/golden), with the\n"
+      "rule of `lla verify`: max|candidate - expected| <= 2 max|fp32 baseline - expected| + floor.\n\n",
+      specs.size(), gen_s, smoke.c_str());
+  const fs::path golden = fs::path(kSourceDir) / "fixtures" / "golden";
+  bool ok = true;
+  std::printf("%-42s %-18s %8s %12s %12s %s\n", "golden case", "input type", "tensors", "max rel err", "err/bound",
+              "error bar");
+  for (const auto& f : fixtures::check_manifest(golden.string())) {
+    const auto fx = fixtures::read_fixture((golden / f).string());
+    std::vector<fixtures::NamedArray> tensors;
+    for (auto& e : fixtures::oracle_expected(fx.spec, fx.inputs, fx.dout))
+      if (fixtures::is_verified_tensor(e.name)) tensors.push_back(std::move(e));
+    fixtures::write_candidate((cand / f).string(), tensors, false);
+    const auto rows = fixtures::verify_case(fx, (cand / f).string());
+    size_t pass = 0;
+    double worst_rel = 0, worst_ratio = 0;
+    for (const auto& r : rows) {
+      pass += r.pass;
+      worst_rel = std::max(worst_rel, r.max_rel);
+      worst_ratio = std::max(worst_ratio, r.bound > 0 ? r.max_error / r.bound : 0.0);
+    }
+    ok &= pass == rows.size();
+    std::printf("%-42s %-18s %4zu/%-3zu %12.1e %12.3f %9.1e\n", fx.spec.name.c_str(),
+                fixtures::element_type_name(fx.spec.input_type), pass, rows.size(), worst_rel, worst_ratio,
+                std::max(fx.error_bar.o, fx.error_bar.dq));
+  }
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  std::printf("\n%s\n", ok ? "The oracle reproduces every golden tensor (err/bound 0 means bit-identical)."
+                          : "THE ORACLE NO LONGER MATCHES THE GOLDEN SUITE: see the rows above.");
+  return ok;
+}
+
 int64_t count_empty_rows(const Problem& p) {
   int64_t n = 0;
   for (const auto& seq : p.sequences())
@@ -259,6 +317,7 @@ int run_demo(const std::vector<std::string>& args) {
                 softmax_exact ? "identical" : "DIFFERENT", ok ? "" : "   <-- check failed");
   }
   all_ok &= run_lla_section();
+  all_ok &= run_fixtures_section();
   std::printf("\n%s (fp64 Parallax oracle time %.2f s). %s.\n",
               all_ok ? "All checks passed" : "SOME CHECKS FAILED", total,
               all_ok ? "Every oracle check above holds" : "See the rows marked");
