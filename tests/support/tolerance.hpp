@@ -18,6 +18,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "lla/tolerance_policy.hpp"
+
 namespace lla::test {
 
 template <class Scalar>
@@ -58,6 +60,12 @@ double self_consistency_bound(const AttentionCondition& c, double scale) {
 template <class Scalar>
 double gradient_consistency_bound(const AttentionCondition& c, double scale) {
   return kSelfConsistency * unit_roundoff<Scalar>() * c.kappa() * c.kappa() * scale;
+}
+
+// Kernels and fixture candidates: the baseline-relative rule of lla/tolerance_policy.hpp.
+inline double unit_roundoff_of(Precision p) { return tolerance::unit_roundoff(p); }
+inline double kernel_bound(double baseline_error, double reference_max_abs, double u) {
+  return tolerance::kBaselineFactor * baseline_error + tolerance::kFloorUnits * u * reference_max_abs;
 }
 
 }  // namespace lla::test

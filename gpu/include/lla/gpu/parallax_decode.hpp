@@ -1,0 +1,70 @@
+#pragma once
+// Parallax decode on the GPU: Lq >= 1 new query tokens per sequence (end-aligned
+// causal, so chunked prefill and speculative verification too) against a KV cache.
+// Host-only header: no CUDA types, so CPU code can include it.
+//
+//   q, r, o : (B, Lq, Hq, D) contiguous, dtype bf16 or fp16
+//   cache   : contiguous (B, Lmax, Hkv, D), or paged: (num_pages, page_size, Hkv, D)
+//             with a page table (B, max_pages_per_seq) of int32 page indices
+//   lse     : optional (B, Lq, Hq) fp32, natural log (-inf on empty rows)
+//
+// fp32 accumulation, output in the input dtype. Deterministic (bitwise equal across
+// runs for a given split count), no host synchronisation and no allocation inside
+// the call, so it can be captured in a CUDA graph; split-KV partials go to a
+// caller-provided workspace (decode_workspace_bytes).
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "lla/problem.hpp"
+
+namespace lla::gpu {
+
+enum class DType { bf16, fp16 };
+const char* to_string(DType d);
+
+struct PagedCache {
+  const int32_t* page_table = nullptr;  // device, (batch, max_pages_per_seq); null = contiguous cache
+  int64_t max_pages_per_seq = 0;
+  int64_t page_size = 0;                // keys per page (any value >= 1)
+  int64_t num_pages = 0;                // pages in the pool (for bounds checks of the table)
+};
+
+struct DecodeArgs {
+  // Shapes and masks: batch, seqlen_q (new tokens), seqlen_k (cache capacity Lmax,
+  // or max_pages_per_seq * page_size when paged), heads, head_dim, scale, window.
+  // causal must be true; no varlen. seqused_k / cache_start in the Problem are
+  // ignored here: the device copies below are what the kernel reads.
+  Problem problem;
+  DType dtype = DType::bf16;
+  const void* q = nullptr;
+  const void* r = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;
+  float* lse = nullptr;                // optional
+  const int32_t* seqused_k = nullptr;  // device, (batch); null = seqlen_k for every sequence
+  const int32_t* cache_start = nullptr;  // device, (batch); null = 0
+  PagedCache paged;
+  int num_splits = 0;                  // 0 = heuristic for the device; >= 1 forces
+  void* workspace = nullptr;           // >= decode_workspace_bytes(...) when num_splits > 1
+  size_t workspace_bytes = 0;
+};
+
+struct DecodeStatus {
+  bool ok = true;
+  std::string message;  // why the call was refused (unsupported or invalid arguments)
+};
+
+// The split count the heuristic picks for this problem on a device with sm_count SMs.
+int decode_num_splits(const Problem& problem, int sm_count);
+// Workspace needed for a given split count (0 when num_splits == 1).
+size_t decode_workspace_bytes(const Problem& problem, int num_splits);
+
+// Validates, then launches on `stream` (a cudaStream_t passed as void*). Unsupported
+// combinations (D > 256, non-causal, varlen, missing pointers, too small a
+// workspace) return ok = false with a message and launch nothing.
+DecodeStatus parallax_decode(const DecodeArgs& args, void* stream, int sm_count);
+
+}  // namespace lla::gpu

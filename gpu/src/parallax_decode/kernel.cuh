@@ -1,0 +1,359 @@
+#pragma once
+// Device body of the Parallax decode kernel and of the split-KV merge.
+// Math: docs/math.md sections 3-4 (two score branches sharing one running max):
+//   s = c q.k (masked keys excluded), t = r.k (never masked)
+//   d1 = sum p1, d2 = sum p1 t, O1 = sum p1 v, O2 = sum p1 t v
+//   o  = (O1 / d1)(1 + d2 / d1) - O2 / d1        (empty row: o = 0, lse = -inf)
+
+#include <cuda_runtime.h>
+
+#include <cfloat>
+#include <climits>
+#include <cstdint>
+#include <type_traits>
+
+#include "traits.cuh"
+
+namespace lla::gpu::decode {
+
+// Plain parameter struct: pointers, sizes, 64-bit strides. Travels unchanged from
+// the launcher into the kernel.
+struct Params {
+  const void* q;
+  const void* r;
+  const void* k;
+  const void* v;
+  void* o;
+  float* lse;
+  float* partials;  // num_splits > 1
+  const int32_t* seqused_k;
+  const int32_t* cache_start;
+  const int32_t* page_table;
+  long long max_pages_per_seq, page_size, num_pages;
+  long long batch, seqlen_q, seqlen_k, heads_q, heads_kv, head_dim;
+  long long group;       // heads_q / heads_kv
+  long long rows;        // group * seqlen_q: query rows per (b, kv head)
+  long long row_chunks;  // ceil(rows / kMaxRows)
+  float scale;
+  long long window;      // > 0: exactly W keys
+  int num_splits;
+};
+
+template <class T>
+__device__ __forceinline__ float to_float(T x);
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+template <>
+__device__ __forceinline__ float to_float<__half>(__half x) {
+  return __half2float(x);
+}
+template <class T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) {
+  return __float2half_rn(x);
+}
+
+// Loads n contiguous elements (n = 2, 4 or 8 when vectorised) into fp32.
+template <class T, int N, bool kVec>
+__device__ __forceinline__ void load_floats(const T* src, int valid, float (&dst)[N]) {
+  if constexpr (kVec && (N * sizeof(T) == 16 || N * sizeof(T) == 8 || N * sizeof(T) == 4)) {
+    if (valid >= N) {
+      using Vec = typename std::conditional<N * sizeof(T) == 16, uint4,
+                                            typename std::conditional<N * sizeof(T) == 8, uint2, uint32_t>::type>::type;
+      const Vec raw = *reinterpret_cast<const Vec*>(src);
+      const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+      for (int i = 0; i < N; ++i) dst[i] = to_float(e[i]);
+      return;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < N; ++i) dst[i] = i < valid ? to_float(src[i]) : 0.0f;
+}
+
+// Address of the D-vector of key j of KV head g of batch entry b.
+template <class T>
+__device__ __forceinline__ const T* cache_row(const Params& p, const void* base, long long b, long long j,
+                                              long long g) {
+  long long slot;
+  if (p.page_table != nullptr) {
+    const long long page = p.page_table[b * p.max_pages_per_seq + j / p.page_size];
+    slot = page * p.page_size + j % p.page_size;
+  } else {
+    slot = b * p.seqlen_k + j;
+  }
+  return static_cast<const T*>(base) + (slot * p.heads_kv + g) * p.head_dim;
+}
+
+struct RowRange {
+  long long begin, end;
+};
+
+// Keys of row `row` of this (b, g): end-aligned causal, window, left padding.
+__device__ __forceinline__ RowRange row_range(const Params& p, long long lo, long long hi, long long row) {
+  const long long token = row / p.group;
+  const long long a = hi - p.seqlen_q + token;  // key position of this query
+  RowRange rr{lo, hi};
+  if (a + 1 < rr.end) rr.end = a + 1;
+  if (p.window > 0 && a - p.window + 1 > rr.begin) rr.begin = a - p.window + 1;
+  if (rr.end < rr.begin) rr.end = rr.begin;
+  return rr;
+}
+
+template <class Traits>
+__device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
+  using T = typename Traits::T;
+  constexpr int W = Traits::kWarps, R = Traits::kMaxRows, K = Traits::kTileKeys, DL = Traits::kDimsPerLane;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const long long b = blockIdx.z;
+  const long long g = blockIdx.y / p.row_chunks;
+  const long long row0 = (blockIdx.y % p.row_chunks) * R;
+  const int rows = static_cast<int>(min((long long)R, p.rows - row0));
+  const int split = blockIdx.x;
+  const long long D = p.head_dim;
+
+  long long hi = p.seqused_k ? p.seqused_k[b] : p.seqlen_k;
+  hi = max(0LL, min(hi, p.seqlen_k));  // clamp to the real capacity, never to a bucket
+  long long lo = p.cache_start ? p.cache_start[b] : 0;
+  lo = max(0LL, min(lo, hi));
+
+  // Rows of this CTA: their key ranges and their union.
+  RowRange ranges[R];
+  long long u_begin = LLONG_MAX, u_end = LLONG_MIN;
+#pragma unroll
+  for (int x = 0; x < R; ++x) {
+    ranges[x] = RowRange{0, 0};
+    if (x < rows) {
+      ranges[x] = row_range(p, lo, hi, (row0 + x));
+      if (ranges[x].end > ranges[x].begin) {
+        u_begin = min(u_begin, ranges[x].begin);
+        u_end = max(u_end, ranges[x].end);
+      }
+    }
+  }
+  if (u_end < u_begin) u_begin = u_end = 0;
+  // This split's share of the union, in whole tiles.
+  const long long total = u_end - u_begin;
+  const long long per_split = ((total + p.num_splits - 1) / p.num_splits + K - 1) / K * K;
+  const long long k_begin = min(u_end, u_begin + split * per_split);
+  const long long k_end = min(u_end, k_begin + per_split);
+
+  // Stage q (scaled) and r of the rows in shared memory as fp32; zero padding.
+  for (int idx = threadIdx.x; idx < R * Traits::kDMax; idx += Traits::kThreads) {
+    const int x = idx / Traits::kDMax, d = idx % Traits::kDMax;
+    float qv = 0.f, rv = 0.f;
+    if (x < rows && d < D) {
+      const long long row = row0 + x;
+      const long long h = g * p.group + row % p.group, token = row / p.group;
+      const long long off = ((b * p.seqlen_q + token) * p.heads_q + h) * D + d;
+      qv = to_float(static_cast<const T*>(p.q)[off]) * p.scale;
+      rv = to_float(static_cast<const T*>(p.r)[off]);
+    }
+    sm.q[x][d] = qv;
+    sm.r[x][d] = rv;
+  }
+  __syncthreads();
+
+  // Per-warp online state.
+  float m[R], d1_lane[R], d2_lane[R], o1[R][DL], o2[R][DL];
+#pragma unroll
+  for (int x = 0; x < R; ++x) {
+    m[x] = -INFINITY;
+    d1_lane[x] = d2_lane[x] = 0.f;
+#pragma unroll
+    for (int c = 0; c < DL; ++c) o1[x][c] = o2[x][c] = 0.f;
+  }
+  const int lane_d0 = lane * DL;
+  const int lane_dims = static_cast<int>(max(0LL, min((long long)DL, D - lane_d0)));
+
+  for (long long tile = k_begin + warp * K; tile < k_end; tile += W * K) {
+    // 1. Scores: lane = key.
+    const long long j = tile + lane;
+    const bool in_split = j < k_end;
+    float s[R], t[R];
+#pragma unroll
+    for (int x = 0; x < R; ++x) s[x] = t[x] = 0.f;
+    if (in_split) {
+      const T* krow = cache_row<T>(p, p.k, b, j, g);
+      for (int d0 = 0; d0 < D; d0 += 8) {
+        float kv[8];
+        load_floats<T, 8, Traits::kVectorised>(krow + d0, static_cast<int>(min((long long)8, D - d0)), kv);
+#pragma unroll
+        for (int x = 0; x < R; ++x) {
+          if (x >= rows) continue;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) {
+            s[x] += sm.q[x][d0 + e] * kv[e];
+            t[x] += sm.r[x][d0 + e] * kv[e];
+          }
+        }
+      }
+    }
+    // 2. Online update per row (warp-uniform max and rescale).
+#pragma unroll
+    for (int x = 0; x < R; ++x) {
+      if (x >= rows) continue;
+      const bool valid = in_split && j >= ranges[x].begin && j < ranges[x].end;
+      float sx = valid ? s[x] : -INFINITY;
+      float tile_max = sx;
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, off));
+      const float m_new = fmaxf(m[x], tile_max);
+      const float m_safe = m_new == -INFINITY ? 0.f : m_new;
+      const float alpha = __expf(m[x] - m_safe);
+      const float p1 = valid ? __expf(sx - m_safe) : 0.f;
+      const float p2 = valid ? p1 * t[x] : 0.f;
+      d1_lane[x] = d1_lane[x] * alpha + p1;
+      d2_lane[x] = d2_lane[x] * alpha + p2;
+#pragma unroll
+      for (int c = 0; c < DL; ++c) {
+        o1[x][c] *= alpha;
+        o2[x][c] *= alpha;
+      }
+      m[x] = m_new;
+      sm.p1[warp][x][lane] = p1;
+      sm.p2[warp][x][lane] = p2;
+    }
+    __syncwarp();
+    // 3. P.V: lane = slice of the head dim; only keys of this split are read.
+    const int keys = static_cast<int>(min((long long)K, k_end - tile));
+    for (int kk = 0; kk < keys; ++kk) {
+      const T* vrow = cache_row<T>(p, p.v, b, tile + kk, g);
+      float vv[DL];
+      load_floats<T, DL, Traits::kVectorised>(vrow + lane_d0, lane_dims, vv);
+#pragma unroll
+      for (int x = 0; x < R; ++x) {
+        if (x >= rows) continue;
+        const float a1 = sm.p1[warp][x][kk], a2 = sm.p2[warp][x][kk];
+#pragma unroll
+        for (int c = 0; c < DL; ++c) {
+          o1[x][c] += a1 * vv[c];
+          o2[x][c] += a2 * vv[c];
+        }
+      }
+    }
+    __syncwarp();
+  }
+
+  // Warp sums of the lane partials, then the CTA combination in warp order
+  // (deterministic: no atomics).
+#pragma unroll
+  for (int x = 0; x < R; ++x) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      d1_lane[x] += __shfl_xor_sync(0xffffffffu, d1_lane[x], off);
+      d2_lane[x] += __shfl_xor_sync(0xffffffffu, d2_lane[x], off);
+    }
+    if (lane == 0) {
+      sm.warp_m[warp][x] = m[x];
+      sm.warp_d1[warp][x] = d1_lane[x];
+      sm.warp_d2[warp][x] = d2_lane[x];
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < R) {
+    const int x = threadIdx.x;
+    float mc = -INFINITY;
+    for (int w = 0; w < W; ++w) mc = fmaxf(mc, sm.warp_m[w][x]);
+    const float ms = mc == -INFINITY ? 0.f : mc;
+    float d1 = 0.f, d2 = 0.f;
+    for (int w = 0; w < W; ++w) {
+      const float f = __expf(sm.warp_m[w][x] - ms);
+      d1 += f * sm.warp_d1[w][x];
+      d2 += f * sm.warp_d2[w][x];
+    }
+    sm.cta_m[x] = mc;
+    sm.cta_d1[x] = d1;
+    sm.cta_d2[x] = d2;
+  }
+  for (int idx = threadIdx.x; idx < R * Traits::kDMax; idx += Traits::kThreads) {
+    sm.acc_o1[idx / Traits::kDMax][idx % Traits::kDMax] = 0.f;
+    sm.acc_o2[idx / Traits::kDMax][idx % Traits::kDMax] = 0.f;
+  }
+  __syncthreads();
+  for (int w = 0; w < W; ++w) {
+    if (warp == w) {
+#pragma unroll
+      for (int x = 0; x < R; ++x) {
+        if (x >= rows) continue;
+        const float ms = sm.cta_m[x] == -INFINITY ? 0.f : sm.cta_m[x];
+        const float f = __expf(m[x] - ms);
+#pragma unroll
+        for (int c = 0; c < DL; ++c) {
+          sm.acc_o1[x][lane_d0 + c] += f * o1[x][c];
+          sm.acc_o2[x][lane_d0 + c] += f * o2[x][c];
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // Output: final combination (one split), or the split's partial state.
+  for (int idx = threadIdx.x; idx < rows * D; idx += Traits::kThreads) {
+    const int x = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
+    const long long row = row0 + x;
+    const long long h = g * p.group + row % p.group, token = row / p.group;
+    const long long orow = (b * p.seqlen_q + token) * p.heads_q + h;
+    const float d1 = sm.cta_d1[x], d2 = sm.cta_d2[x];
+    if (p.num_splits == 1) {
+      float o = 0.f;
+      if (d1 > 0.f) {
+        const float inv = 1.f / d1;
+        o = sm.acc_o1[x][d] * inv * (1.f + d2 * inv) - sm.acc_o2[x][d] * inv;
+      }
+      static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
+      if (d == 0 && p.lse) p.lse[orow] = d1 > 0.f ? sm.cta_m[x] + logf(d1) : -INFINITY;
+    } else {
+      float* part = p.partials + (orow * p.num_splits + split) * partial_floats(static_cast<int>(D));
+      if (d == 0) {
+        part[0] = sm.cta_m[x];
+        part[1] = d1;
+        part[2] = d2;
+      }
+      part[3 + d] = sm.acc_o1[x][d];
+      part[3 + D + d] = sm.acc_o2[x][d];
+    }
+  }
+}
+
+// One block per output row: merge the split partials in split order.
+template <class T>
+__device__ void merge_row(const Params& p) {
+  const long long orow = blockIdx.x;
+  const long long D = p.head_dim, S = p.num_splits;
+  const float* part = p.partials + orow * S * partial_floats(static_cast<int>(D));
+  const long long stride = partial_floats(static_cast<int>(D));
+  float m = -INFINITY;
+  for (long long s = 0; s < S; ++s) m = fmaxf(m, part[s * stride]);
+  const float ms = m == -INFINITY ? 0.f : m;
+  float d1 = 0.f, d2 = 0.f;
+  for (long long s = 0; s < S; ++s) {
+    const float w = __expf(part[s * stride] - ms);
+    d1 += w * part[s * stride + 1];
+    d2 += w * part[s * stride + 2];
+  }
+  for (long long d = threadIdx.x; d < D; d += blockDim.x) {
+    float o1 = 0.f, o2 = 0.f;
+    for (long long s = 0; s < S; ++s) {
+      const float w = __expf(part[s * stride] - ms);
+      o1 += w * part[s * stride + 3 + d];
+      o2 += w * part[s * stride + 3 + D + d];
+    }
+    float o = 0.f;
+    if (d1 > 0.f) {
+      const float inv = 1.f / d1;
+      o = o1 * inv * (1.f + d2 * inv) - o2 * inv;
+    }
+    static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
+  }
+  if (threadIdx.x == 0 && p.lse) p.lse[orow] = d1 > 0.f ? m + logf(d1) : -INFINITY;
+}
+
+}  // namespace lla::gpu::decode

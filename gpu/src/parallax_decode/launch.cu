@@ -1,0 +1,143 @@
+// Launch and dispatch of the Parallax decode kernel: runtime values become
+// template arguments here and nowhere else; anything unsupported is refused with
+// a message before a launch.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "kernel.cuh"
+#include "lla/gpu/parallax_decode.hpp"
+
+namespace lla::gpu {
+
+const char* to_string(DType d) { return d == DType::bf16 ? "bf16" : "fp16"; }
+
+namespace decode {
+namespace {
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads) decode_kernel(const Params p) {
+  __shared__ SharedStorage<Traits> sm;
+  decode_cta<Traits>(p, sm);
+}
+
+template <class T>
+__global__ void __launch_bounds__(128) merge_kernel(const Params p) {
+  merge_row<T>(p);
+}
+
+long long row_chunks_of(const Problem& pr) {
+  const long long rows = pr.group_size() * pr.seqlen_q;
+  constexpr long long R = DecodeTraits<__nv_bfloat16, 64, true>::kMaxRows;
+  return (rows + R - 1) / R;
+}
+
+template <class T, int kDMax, bool kVec>
+void launch(const Params& p, cudaStream_t stream) {
+  using Traits = DecodeTraits<T, kDMax, kVec>;
+  const dim3 grid(static_cast<unsigned>(p.num_splits), static_cast<unsigned>(p.heads_kv * p.row_chunks),
+                  static_cast<unsigned>(p.batch));
+  decode_kernel<Traits><<<grid, Traits::kThreads, 0, stream>>>(p);
+  if (p.num_splits > 1) {
+    const long long rows = p.batch * p.seqlen_q * p.heads_q;
+    merge_kernel<T><<<static_cast<unsigned>(rows), 128, 0, stream>>>(p);
+  }
+}
+
+template <class T>
+void dispatch_dim(const Params& p, cudaStream_t stream) {
+  const bool vec = p.head_dim % 8 == 0;
+  if (p.head_dim <= 64) {
+    vec ? launch<T, 64, true>(p, stream) : launch<T, 64, false>(p, stream);
+  } else if (p.head_dim <= 128) {
+    vec ? launch<T, 128, true>(p, stream) : launch<T, 128, false>(p, stream);
+  } else {
+    vec ? launch<T, 256, true>(p, stream) : launch<T, 256, false>(p, stream);
+  }
+}
+
+}  // namespace
+}  // namespace decode
+
+int decode_num_splits(const Problem& pr, int sm_count) {
+  const long long ctas = pr.batch * pr.heads_kv * decode::row_chunks_of(pr);
+  if (ctas <= 0 || sm_count <= 0) return 1;
+  // Enough CTAs for two waves; each split keeps at least 256 keys of work.
+  const long long want = (2LL * sm_count + ctas - 1) / ctas;
+  const long long by_length = std::max<long long>(1, pr.seqlen_k / 256);
+  return static_cast<int>(std::clamp<long long>(std::min(want, by_length), 1, 64));
+}
+
+size_t decode_workspace_bytes(const Problem& pr, int num_splits) {
+  if (num_splits <= 1) return 0;
+  return static_cast<size_t>(pr.batch * pr.seqlen_q * pr.heads_q) * static_cast<size_t>(num_splits) *
+         static_cast<size_t>(decode::partial_floats(static_cast<int>(pr.head_dim))) * sizeof(float);
+}
+
+DecodeStatus parallax_decode(const DecodeArgs& a, void* stream, int sm_count) {
+  const Problem& pr = a.problem;
+  auto refuse = [](const std::string& why) { return DecodeStatus{false, "parallax_decode: " + why}; };
+  if (auto e = pr.check()) return refuse(*e);
+  if (pr.variant != Variant::parallax) return refuse("problem.variant must be parallax");
+  if (!pr.causal) return refuse("decode is end-aligned causal attention: problem.causal must be true");
+  if (pr.is_varlen()) return refuse("varlen (cu_seqlens) is not supported by the decode kernel");
+  if (pr.head_dim > 256) {
+    return refuse("head_dim " + std::to_string(pr.head_dim) + " is not supported (any head_dim <= 256 is)");
+  }
+  if (!a.q || !a.r || !a.k || !a.v || !a.o) return refuse("q, r, k, v and o must all be set");
+  if (a.paged.page_table != nullptr) {
+    if (a.paged.page_size < 1 || a.paged.max_pages_per_seq < 1 || a.paged.num_pages < 1) {
+      return refuse("paged cache needs page_size, max_pages_per_seq and num_pages >= 1");
+    }
+    if (pr.seqlen_k > a.paged.page_size * a.paged.max_pages_per_seq) {
+      return refuse("seqlen_k exceeds max_pages_per_seq * page_size");
+    }
+  }
+  const int splits = a.num_splits > 0 ? a.num_splits : decode_num_splits(pr, sm_count);
+  if (splits > 65535) return refuse("num_splits too large");
+  if (splits > 1 && (a.workspace == nullptr || a.workspace_bytes < decode_workspace_bytes(pr, splits))) {
+    return refuse("num_splits = " + std::to_string(splits) + " needs a workspace of " +
+                  std::to_string(decode_workspace_bytes(pr, splits)) + " bytes");
+  }
+  const long long row_chunks = decode::row_chunks_of(pr);
+  if (pr.heads_kv * row_chunks > 65535 || pr.batch > 65535) return refuse("grid too large (batch or heads)");
+  decode::Params p{};
+  p.q = a.q;
+  p.r = a.r;
+  p.k = a.k;
+  p.v = a.v;
+  p.o = a.o;
+  p.lse = a.lse;
+  p.partials = static_cast<float*>(a.workspace);
+  p.seqused_k = a.seqused_k;
+  p.cache_start = a.cache_start;
+  p.page_table = a.paged.page_table;
+  p.max_pages_per_seq = a.paged.max_pages_per_seq;
+  p.page_size = a.paged.page_size > 0 ? a.paged.page_size : 1;
+  p.num_pages = a.paged.num_pages;
+  p.batch = pr.batch;
+  p.seqlen_q = pr.seqlen_q;
+  p.seqlen_k = pr.seqlen_k;
+  p.heads_q = pr.heads_q;
+  p.heads_kv = pr.heads_kv;
+  p.head_dim = pr.head_dim;
+  p.group = pr.group_size();
+  p.rows = p.group * pr.seqlen_q;
+  p.row_chunks = row_chunks;
+  p.scale = static_cast<float>(pr.softmax_scale());
+  p.window = pr.window;
+  p.num_splits = splits;
+  if (pr.batch == 0 || pr.seqlen_q == 0) return DecodeStatus{};
+  auto s = static_cast<cudaStream_t>(stream);
+  if (a.dtype == DType::bf16) {
+    decode::dispatch_dim<__nv_bfloat16>(p, s);
+  } else {
+    decode::dispatch_dim<__half>(p, s);
+  }
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));
+  return DecodeStatus{};
+}
+
+}  // namespace lla::gpu

@@ -1,0 +1,400 @@
+// The Parallax decode kernel against the fp64 oracle (baseline-relative rule),
+// plus poison, determinism, graph replay, 64-bit offsets and refusals.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+
+#include <cstring>
+#include <sstream>
+#include <numeric>
+
+#include "gpu/gpu_gate.hpp"
+#include "lla/gpu/parallax_decode.hpp"
+#include "lla/inputs.hpp"
+#include "lla/metrics.hpp"
+#include "lla/oracle/attention.hpp"
+#include "lla/precision.hpp"
+#include "support/tolerance.hpp"
+
+namespace lla::test {
+namespace {
+
+#define CUDA_OK(expr)                                                                                  \
+  do {                                                                                                 \
+    const cudaError_t e_ = (expr);                                                                     \
+    if (e_ != cudaSuccess) throw std::runtime_error(std::string(#expr) + ": " + cudaGetErrorString(e_)); \
+  } while (0)
+
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t n) : n_(n) {
+    if (n) CUDA_OK(cudaMalloc(&p_, n * sizeof(T)));
+  }
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  ~DeviceBuffer() {
+    if (p_) cudaFree(p_);
+  }
+  void upload(const std::vector<T>& host) {
+    if (n_) CUDA_OK(cudaMemcpy(p_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  std::vector<T> download() const {
+    std::vector<T> h(n_);
+    if (n_) CUDA_OK(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+int sm_count() {
+  int dev = 0, n = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+  return n;
+}
+
+uint16_t bits_of(gpu::DType t, double x) { return t == gpu::DType::bf16 ? bf16_bits(x) : fp16_bits(x); }
+double value_of(gpu::DType t, uint16_t b) { return t == gpu::DType::bf16 ? bf16_value(b) : fp16_value(b); }
+Precision precision_of(gpu::DType t) { return t == gpu::DType::bf16 ? Precision::bf16 : Precision::fp16; }
+uint16_t nan_bits(gpu::DType t) { return t == gpu::DType::bf16 ? 0x7FC0 : 0x7E00; }
+
+// One decode case: the problem, the device-side layout and the host copies.
+struct DecodeCase {
+  Problem problem;  // seqused_k / cache_start hold the host values
+  gpu::DType dtype = gpu::DType::bf16;
+  int64_t page_size = 0;  // 0: contiguous cache
+  int num_splits = 0;
+  uint64_t seed = 1;
+  Magnitude magnitude = Magnitude::rms_normed;
+};
+
+struct DecodeRun {
+  std::vector<uint16_t> o;
+  std::vector<float> lse;
+};
+
+// Quantised inputs (as doubles) shared by the GPU run and the oracle.
+oracle::AttentionInputs<double> quantised_inputs(const DecodeCase& c) {
+  auto in = make_inputs<double>(c.problem, c.seed, c.magnitude);
+  for (auto* t : {&in.q, &in.k, &in.v, &in.r})
+    for (auto& x : *t) x = round_to(precision_of(c.dtype), x);
+  return in;
+}
+
+// Runs the kernel; `poison` fills every cache slot and page the kernel must not read
+// with NaN. Optionally captures the launch in a CUDA graph and replays it.
+DecodeRun run_gpu(const DecodeCase& c, const oracle::AttentionInputs<double>& in, bool poison, bool graph = false) {
+  const Problem& p = c.problem;
+  const int64_t D = p.head_dim, Hkv = p.heads_kv, row = Hkv * D;
+  auto to_bits = [&](const Tensor4<double>& t) {
+    std::vector<uint16_t> b(static_cast<size_t>(t.size()));
+    for (int64_t i = 0; i < t.size(); ++i) b[static_cast<size_t>(i)] = bits_of(c.dtype, t.data()[i]);
+    return b;
+  };
+  const uint16_t fill = poison ? nan_bits(c.dtype) : 0;
+  // Cache storage: contiguous (B, Lk, Hkv, D) or a shuffled page pool.
+  std::vector<uint16_t> kc, vc;
+  std::vector<int32_t> table;
+  int64_t max_pages = 0, num_pages = 0;
+  const auto seqs = p.sequences();
+  auto slot_read = [&](int64_t b, int64_t j) { return j >= seqs[b].k_begin && j < seqs[b].k_end; };
+  if (c.page_size == 0) {
+    kc.assign(static_cast<size_t>(p.batch * p.seqlen_k * row), fill);
+    vc = kc;
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t j = 0; j < p.seqlen_k; ++j) {
+        if (!slot_read(b, j)) continue;
+        for (int64_t e = 0; e < row; ++e) {
+          kc[static_cast<size_t>((b * p.seqlen_k + j) * row + e)] = bits_of(c.dtype, in.k.data()[(b * p.seqlen_k + j) * row + e]);
+          vc[static_cast<size_t>((b * p.seqlen_k + j) * row + e)] = bits_of(c.dtype, in.v.data()[(b * p.seqlen_k + j) * row + e]);
+        }
+      }
+  } else {
+    max_pages = (p.seqlen_k + c.page_size - 1) / c.page_size;
+    num_pages = p.batch * max_pages + 3;  // spare pages nobody references
+    std::vector<int32_t> perm(static_cast<size_t>(num_pages));
+    std::iota(perm.begin(), perm.end(), 0);
+    Rng rng(c.seed + 99);
+    for (size_t i = perm.size(); i > 1; --i) std::swap(perm[i - 1], perm[static_cast<size_t>(rng.integer(0, i - 1))]);
+    table.assign(perm.begin(), perm.begin() + p.batch * max_pages);
+    kc.assign(static_cast<size_t>(num_pages * c.page_size * row), fill);
+    vc = kc;
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t j = 0; j < p.seqlen_k; ++j) {
+        if (!slot_read(b, j)) continue;
+        const int64_t slot = table[static_cast<size_t>(b * max_pages + j / c.page_size)] * c.page_size + j % c.page_size;
+        for (int64_t e = 0; e < row; ++e) {
+          kc[static_cast<size_t>(slot * row + e)] = bits_of(c.dtype, in.k.data()[(b * p.seqlen_k + j) * row + e]);
+          vc[static_cast<size_t>(slot * row + e)] = bits_of(c.dtype, in.v.data()[(b * p.seqlen_k + j) * row + e]);
+        }
+      }
+  }
+  DeviceBuffer<uint16_t> dq(to_bits(in.q)), dr(to_bits(in.r)), dk(kc), dv(vc);
+  DeviceBuffer<uint16_t> dout(static_cast<size_t>(p.q_elements()));
+  DeviceBuffer<float> dlse(static_cast<size_t>(p.batch * p.seqlen_q * p.heads_q));
+  DeviceBuffer<int32_t> used(p.seqused_k), start(p.cache_start), dtable(table);
+  gpu::DecodeArgs a;
+  a.problem = p;
+  a.dtype = c.dtype;
+  a.q = dq.get();
+  a.r = dr.get();
+  a.k = dk.get();
+  a.v = dv.get();
+  a.o = dout.get();
+  a.lse = dlse.get();
+  a.seqused_k = p.seqused_k.empty() ? nullptr : used.get();
+  a.cache_start = p.cache_start.empty() ? nullptr : start.get();
+  if (c.page_size > 0) a.paged = gpu::PagedCache{dtable.get(), max_pages, c.page_size, num_pages};
+  const int splits = c.num_splits > 0 ? c.num_splits : gpu::decode_num_splits(p, sm_count());
+  a.num_splits = splits;
+  DeviceBuffer<float> ws(gpu::decode_workspace_bytes(p, splits) / sizeof(float));
+  a.workspace = ws.get();
+  a.workspace_bytes = ws.size() * sizeof(float);
+  // Poison the outputs too: every element must be written.
+  CUDA_OK(cudaMemset(dout.get(), 0xFF, dout.size() * sizeof(uint16_t)));
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreate(&stream));
+  gpu::DecodeStatus st;
+  if (graph) {
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    st = gpu::parallax_decode(a, stream, sm_count());
+    CUDA_OK(cudaStreamEndCapture(stream, &g));
+    CUDA_OK(cudaGraphInstantiate(&ge, g, 0));
+    CUDA_OK(cudaGraphLaunch(ge, stream));
+    CUDA_OK(cudaGraphLaunch(ge, stream));  // replay twice: idempotent
+    CUDA_OK(cudaStreamSynchronize(stream));
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+  } else {
+    st = gpu::parallax_decode(a, stream, sm_count());
+  }
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaStreamDestroy(stream));
+  if (!st.ok) throw std::runtime_error(st.message);
+  return DecodeRun{dout.download(), dlse.download()};
+}
+
+// The baseline-relative rule of tests/support/tolerance.hpp against the fp64 oracle.
+struct Verdict {
+  bool ok = false;
+  std::string message;
+};
+
+Verdict judge(const DecodeCase& c, const oracle::AttentionInputs<double>& in, const DecodeRun& gpu) {
+  const Problem& p = c.problem;
+  const auto ref = oracle::parallax_forward(p, in);
+  const auto base = oracle::parallax_forward(p, oracle::cast_inputs<float>(in));
+  Tensor4<double> got(ref.o.shape()), base_o(ref.o.shape());
+  for (int64_t i = 0; i < got.size(); ++i) {
+    got.data()[i] = value_of(c.dtype, gpu.o[static_cast<size_t>(i)]);
+    base_o.data()[i] = round_to(precision_of(c.dtype), static_cast<double>(base.o.data()[i]));
+  }
+  const double err = max_abs_diff(got, ref.o), base_err = max_abs_diff(base_o, ref.o);
+  const double bound = kernel_bound(base_err, max_abs(ref.o), unit_roundoff_of(precision_of(c.dtype)));
+  // LSE in fp32: the same rule with the fp32 baseline and an fp32 floor.
+  Tensor3<double> lse(ref.stats.lse.shape());
+  for (int64_t i = 0; i < lse.size(); ++i) lse.data()[i] = gpu.lse[static_cast<size_t>(i)];
+  const double lse_err = max_abs_diff(lse, ref.stats.lse), lse_base = max_abs_diff(base.stats.lse, ref.stats.lse);
+  double lse_max = 0;
+  for (const auto& x : ref.stats.lse)
+    if (std::isfinite(x)) lse_max = std::max(lse_max, std::fabs(x));
+  const double lse_bound = kernel_bound(lse_base, lse_max, unit_roundoff_of(Precision::fp32));
+  std::ostringstream os;
+  os << p.describe() << " seqused_k/cache_start as shown, dtype=" << gpu::to_string(c.dtype)
+     << " page_size=" << c.page_size << " splits=" << c.num_splits << " magnitude=" << to_string(c.magnitude)
+     << ": o max|gpu - oracle| " << err << " (baseline " << base_err << ", bound " << bound << ", ratio "
+     << (bound > 0 ? err / bound : err) << "); lse " << lse_err << " (bound " << lse_bound << ")";
+  return Verdict{std::isfinite(err) && err <= bound && lse_err <= lse_bound, os.str()};
+}
+
+DecodeCase draw_decode_case() {
+  DecodeCase c;
+  Problem& p = c.problem;
+  p.variant = Variant::parallax;
+  p.causal = true;
+  p.batch = *rc::gen::inRange<int64_t>(1, 5).as("batch");
+  p.seqlen_q = *rc::gen::element<int64_t>(1, 1, 2, 4).as("new tokens");
+  p.seqlen_k = *rc::gen::weightedOneOf<int64_t>({{1, rc::gen::element<int64_t>(1, 2, 31, 32, 33, 63, 64, 65, 127, 128, 129)},
+                                                 {2, rc::gen::inRange<int64_t>(1, 700)}})
+                    .as("cache length");
+  p.heads_kv = *rc::gen::inRange<int64_t>(1, 4).as("heads_kv");
+  p.heads_q = p.heads_kv * *rc::gen::element<int64_t>(1, 1, 2, 3, 4, 5, 8, 16).as("group");
+  p.head_dim = *rc::gen::weightedOneOf<int64_t>({{3, rc::gen::element<int64_t>(64, 128, 256)},
+                                                 {1, rc::gen::element<int64_t>(1, 8, 60, 100, 200, 255)}})
+                    .as("head_dim");
+  if (*rc::gen::element(0, 0, 1).as("window")) p.window = *rc::gen::inRange<int64_t>(1, 300).as("W");
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const auto hi = static_cast<int32_t>(*rc::gen::weightedOneOf<int64_t>(
+                                             {{2, rc::gen::just(int64_t{p.seqlen_k})},
+                                              {2, rc::gen::inRange<int64_t>(0, p.seqlen_k + 1)}})
+                                             .as("seqused_k[b]"));
+    p.seqused_k.push_back(hi);
+    p.cache_start.push_back(static_cast<int32_t>(*rc::gen::weightedOneOf<int64_t>(
+                                                      {{2, rc::gen::just(int64_t{0})},
+                                                       {1, rc::gen::inRange<int64_t>(0, int64_t{hi} + 1)}})
+                                                      .as("cache_start[b]")));
+  }
+  c.dtype = *rc::gen::element(gpu::DType::bf16, gpu::DType::fp16).as("dtype");
+  c.page_size = *rc::gen::element<int64_t>(0, 0, 1, 7, 16, 64, 100).as("page size (0 = contiguous)");
+  c.num_splits = *rc::gen::element(0, 0, 1, 2, 5).as("splits (0 = heuristic)");
+  c.seed = *rc::gen::arbitrary<uint64_t>().as("seed");
+  c.magnitude = *rc::gen::element(Magnitude::rms_normed, Magnitude::normal).as("magnitude");
+  return c;
+}
+
+TEST(ParallaxDecode, MatchesTheOracleOnDrawnProblems) {
+  LLA_REQUIRE_DEVICE();
+  EXPECT_TRUE(rc::check("decode == fp64 oracle within the baseline-relative bound", [] {
+    const DecodeCase c = draw_decode_case();
+    const auto in = quantised_inputs(c);
+    const auto v = judge(c, in, run_gpu(c, in, false));
+    RC_LOG() << v.message << "\n";
+    RC_ASSERT(v.ok);
+  }));
+}
+
+// NaN in every unread slot and page leaves the output bitwise unchanged; repeated
+// runs and graph replays are bitwise equal to the eager run.
+TEST(ParallaxDecode, PoisonDeterminismAndGraphReplay) {
+  LLA_REQUIRE_DEVICE();
+  EXPECT_TRUE(rc::check("poison / determinism / graph replay are bitwise invariant", [] {
+    const DecodeCase c = draw_decode_case();
+    const auto in = quantised_inputs(c);
+    const auto clean = run_gpu(c, in, false);
+    const auto poisoned = run_gpu(c, in, true);
+    const auto again = run_gpu(c, in, false);
+    const auto replayed = run_gpu(c, in, false, true);
+    RC_ASSERT(clean.o == poisoned.o);
+    RC_ASSERT(clean.o == again.o);
+    RC_ASSERT(clean.o == replayed.o);
+    RC_ASSERT(std::memcmp(clean.lse.data(), replayed.lse.data(), clean.lse.size() * sizeof(float)) == 0);
+  }));
+}
+
+// Large logits and a large probe spread stay finite and within the bound.
+TEST(ParallaxDecode, AdversarialMagnitudes) {
+  LLA_REQUIRE_DEVICE();
+  for (Magnitude m : {Magnitude::large_logits, Magnitude::heavy_keys, Magnitude::large}) {
+    DecodeCase c;
+    c.problem.variant = Variant::parallax;
+    c.problem.batch = 2;
+    c.problem.seqlen_q = 1;
+    c.problem.seqlen_k = 1000;
+    c.problem.heads_q = 8;
+    c.problem.heads_kv = 2;
+    c.problem.head_dim = 128;
+    c.magnitude = m;
+    const auto in = quantised_inputs(c);
+    const auto v = judge(c, in, run_gpu(c, in, false));
+    EXPECT_TRUE(v.ok) << v.message;
+  }
+}
+
+// Element offsets past 2^31: a cache of 2^31+ elements per tensor, only the last
+// keys valid (the rest NaN), checked against the oracle on those keys.
+TEST(ParallaxDecode, SixtyFourBitOffsets) {
+  LLA_REQUIRE_DEVICE();
+  Problem p;
+  p.variant = Variant::parallax;
+  p.batch = 1;
+  p.seqlen_q = 1;
+  p.heads_q = p.heads_kv = 4;
+  p.head_dim = 128;
+  p.seqlen_k = (int64_t{1} << 22) + 64;  // 4 Mi keys x 512 = 2^31 + 32768 elements
+  const int64_t valid = 256, row = p.heads_kv * p.head_dim;
+  p.cache_start = {static_cast<int32_t>(p.seqlen_k - valid)};
+  p.seqused_k = {static_cast<int32_t>(p.seqlen_k)};
+  ASSERT_GT(p.kv_elements(), int64_t{1} << 31);
+  // Host copies of just the valid keys; the device cache is NaN elsewhere.
+  Problem small = p;
+  small.seqlen_k = valid;
+  small.cache_start.clear();
+  small.seqused_k.clear();
+  auto in = make_inputs<double>(small, 5, Magnitude::rms_normed);
+  for (auto* t : {&in.q, &in.k, &in.v, &in.r})
+    for (auto& x : *t) x = round_to(Precision::bf16, x);
+  const size_t elems = static_cast<size_t>(p.kv_elements());
+  DeviceBuffer<uint16_t> dk(elems), dv(elems);
+  CUDA_OK(cudaMemset(dk.get(), 0xFF, elems * 2));  // 0xFFFF: a NaN in bf16
+  CUDA_OK(cudaMemset(dv.get(), 0xFF, elems * 2));
+  std::vector<uint16_t> kb(static_cast<size_t>(valid * row)), vb(kb.size());
+  for (size_t i = 0; i < kb.size(); ++i) {
+    kb[i] = bf16_bits(in.k.data()[i]);
+    vb[i] = bf16_bits(in.v.data()[i]);
+  }
+  const size_t off = static_cast<size_t>((p.seqlen_k - valid) * row);
+  CUDA_OK(cudaMemcpy(dk.get() + off, kb.data(), kb.size() * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dv.get() + off, vb.data(), vb.size() * 2, cudaMemcpyHostToDevice));
+  std::vector<uint16_t> qb(static_cast<size_t>(p.q_elements())), rb(qb.size());
+  for (size_t i = 0; i < qb.size(); ++i) {
+    qb[i] = bf16_bits(in.q.data()[i]);
+    rb[i] = bf16_bits(in.r.data()[i]);
+  }
+  DeviceBuffer<uint16_t> dq(qb), dr(rb), dout(qb.size());
+  DeviceBuffer<int32_t> used(p.seqused_k), start(p.cache_start);
+  gpu::DecodeArgs a;
+  a.problem = p;
+  a.q = dq.get();
+  a.r = dr.get();
+  a.k = dk.get();
+  a.v = dv.get();
+  a.o = dout.get();
+  a.seqused_k = used.get();
+  a.cache_start = start.get();
+  a.num_splits = 1;
+  const auto st = gpu::parallax_decode(a, nullptr, sm_count());
+  ASSERT_TRUE(st.ok) << st.message;
+  CUDA_OK(cudaDeviceSynchronize());
+  const auto o = dout.download();
+  const auto ref = oracle::parallax_forward(small, in).o;
+  const auto base = oracle::parallax_forward(small, oracle::cast_inputs<float>(in)).o;
+  double err = 0, base_err = 0;
+  for (size_t i = 0; i < o.size(); ++i) {
+    err = std::max(err, std::fabs(bf16_value(o[i]) - ref.data()[i]));
+    base_err = std::max(base_err, std::fabs(round_to(Precision::bf16, double(base.data()[i])) - ref.data()[i]));
+  }
+  EXPECT_LE(err, kernel_bound(base_err, max_abs(ref), unit_roundoff_of(Precision::bf16))) << "baseline error " << base_err;
+}
+
+TEST(ParallaxDecode, RefusesUnsupportedCalls) {
+  LLA_REQUIRE_DEVICE();
+  gpu::DecodeArgs a;
+  a.problem.variant = Variant::parallax;
+  a.problem.head_dim = 300;
+  int dummy = 0;
+  a.q = a.r = a.k = a.v = &dummy;
+  a.o = &dummy;
+  auto st = gpu::parallax_decode(a, nullptr, sm_count());
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("head_dim 300"), std::string::npos) << st.message;
+  a.problem.head_dim = 64;
+  a.problem.causal = false;
+  st = gpu::parallax_decode(a, nullptr, sm_count());
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("causal"), std::string::npos) << st.message;
+  a.problem.causal = true;
+  a.problem.seqlen_k = 100000;
+  a.num_splits = 4;
+  st = gpu::parallax_decode(a, nullptr, sm_count());
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("workspace"), std::string::npos) << st.message;
+  a.o = nullptr;
+  EXPECT_FALSE(gpu::parallax_decode(a, nullptr, sm_count()).ok);
+}
+
+}  // namespace
+}  // namespace lla::test

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The GPU lane, one command on a GPU machine (H200, sm_90):
+#   1. unpacks the carried Debian packages (tools/fetch-gpu-deps.sh) into /opt/deps
+#   2. configures for sm_90 and builds the GPU tests and benchmarks
+#   3. runs the GPU tests with LLA_REQUIRE_GPU=1 (a skip is a failure)
+#   4. runs them under compute-sanitizer (memcheck, racecheck, initcheck, synccheck)
+#      with a reduced case count
+#   5. runs the decode benchmark and PyTorch SDPA (flash, cuDNN) on the same shapes
+#   6. prints a summary table last; JSON and logs go to $OUT (or build/gpu-check)
+# usage: tools/gpu-check.sh [--quick] [--no-sanitizers] [--no-bench]
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+quick=0; sanitize=1; bench=1
+for a in "$@"; do
+  case "$a" in
+    --quick) quick=1 ;;
+    --no-sanitizers) sanitize=0 ;;
+    --no-bench) bench=0 ;;
+    *) echo "usage: tools/gpu-check.sh [--quick] [--no-sanitizers] [--no-bench]"; exit 2 ;;
+  esac
+done
+out=${OUT:-$root/build/gpu-check}
+mkdir -p "$out"
+status="$out/status.json"
+declare -A st
+save() { python3 - "$status" <<PY
+import json, sys
+json.dump({$(for k in "${!st[@]}"; do printf '"%s": "%s", ' "$k" "${st[$k]}"; done)}, open(sys.argv[1], "w"), indent=1)
+PY
+}
+
+# 1. dependencies
+if [[ ! -d .deps/debs ]]; then echo "gpu-check: .deps/debs missing: run tools/fetch-gpu-deps.sh on the CPU machine and carry .deps"; exit 2; fi
+mkdir -p /opt/deps
+for f in .deps/debs/*.deb; do dpkg -x "$f" /opt/deps; done
+export LD_LIBRARY_PATH=/opt/deps/usr/lib/x86_64-linux-gnu:/opt/deps/usr/lib/x86_64-linux-gnu/hdf5/serial:${LD_LIBRARY_PATH:-}
+st[device]=$(nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu --format=csv,noheader 2>/dev/null | head -1)
+
+# 2. build
+if cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLA_GPU=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
+     -DCMAKE_PREFIX_PATH=/opt/deps/usr -DHDF5_ROOT=/opt/deps/usr \
+     -DHDF5_C_LIBRARY_hdf5=/opt/deps/usr/lib/x86_64-linux-gnu/hdf5/serial/libhdf5.so >"$out/configure.log" 2>&1 &&
+   cmake --build build/gpu -j "$(nproc)" --target test_gpu_device test_gpu_parallax_decode bench_parallax_decode \
+     >"$out/build.log" 2>&1; then
+  st[build]="ok"
+else
+  st[build]="FAILED (see build.log)"; save; tail -40 "$out/configure.log" "$out/build.log"; exit 1
+fi
+cuobjdump --list-elf build/gpu/tests/test_gpu_parallax_decode 2>/dev/null | head -3 > "$out/sass_targets.txt" || true
+
+# 3. tests, skips are failures
+rc_cases=$([[ $quick == 1 ]] && echo 20 || echo 100)
+if LLA_REQUIRE_GPU=1 RC_PARAMS="max_success=$rc_cases" ctest --test-dir build/gpu -L gpu --output-on-failure \
+     >"$out/tests.log" 2>&1; then
+  st[tests]="passed: $(grep -Eo '[0-9]+ tests? failed out of [0-9]+' "$out/tests.log" | head -1)"
+else
+  st[tests]="FAILED: $(grep -Eo '[0-9]+% tests passed.*' "$out/tests.log" | head -1)"
+fi
+grep -E "tests passed|Failed|Skipped|device:" "$out/tests.log" | head -20
+
+# 4. compute-sanitizer, small case counts; the 2^31 test is excluded (its 8 GB under memcheck is too slow)
+if [[ $sanitize == 1 ]]; then
+  for tool in memcheck racecheck initcheck synccheck; do
+    ok=1
+    for t in test_gpu_device test_gpu_parallax_decode; do
+      RC_PARAMS="max_success=4" LLA_REQUIRE_GPU=1 timeout 600 compute-sanitizer --tool "$tool" --error-exitcode=1 \
+        "build/gpu/tests/$t" --gtest_filter=-*SixtyFourBit* >"$out/sanitizer_${tool}_$t.log" 2>&1 || ok=0
+    done
+    if [[ $ok == 1 ]]; then st[$tool]="clean"; else st[$tool]="ERRORS (see sanitizer_${tool}_*.log)"; fi
+    echo "compute-sanitizer $tool: ${st[$tool]}"
+  done
+fi
+save
+
+# 5. benchmarks with the peer in the same run
+if [[ $bench == 1 ]]; then
+  q=$([[ $quick == 1 ]] && echo --quick || true)
+  build/gpu/benchmarks/bench_parallax_decode --json "$out/decode.json" $q | tee "$out/decode.txt"
+  python3 benchmarks/sdpa_decode.py --json "$out/sdpa.json" $q | tee "$out/sdpa.txt"
+fi
+
+# 6. summary last
+python3 tools/gpu_summary.py "$out"
+[[ "${st[tests]}" == passed* && "${st[build]}" == ok ]]

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""Prints the GPU lane's summary table from the JSON results of tools/gpu-check.sh.
+usage: gpu_summary.py OUT_DIR"""
+import json
+import os
+import sys
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def main():
+    out = sys.argv[1]
+    status = load(os.path.join(out, "status.json")) or {}
+    print("\n=== lla-oracle GPU lane summary ===")
+    for k in ("device", "build", "tests", "memcheck", "racecheck", "initcheck", "synccheck"):
+        if k in status:
+            print("%-10s %s" % (k, status[k]))
+    ours = load(os.path.join(out, "decode.json"))
+    peer = load(os.path.join(out, "sdpa.json"))
+    if not ours:
+        print("no decode benchmark results")
+        return 0
+    print("\nParallax decode (bf16, Lq = 1), warm L2, median of 30 graph replays of 20 calls; copy bandwidth %.2f TB/s"
+          % ours["copy_bandwidth_TBps"])
+    peers = {}
+    for r in (peer or {}).get("results", []):
+        if "median_us" in r:
+            peers[(r["shape"], r["backend"])] = r["median_us"]
+    print("%-26s %8s %10s %8s %7s %10s %10s %11s %11s" % ("shape", "splits", "parallax", "TB/s", "% copy",
+                                                          "flash us", "cuDNN us", "vs cuDNN", "cold us"))
+    for r in ours["results"]:
+        fl = peers.get((r["shape"], "flash"))
+        cu = peers.get((r["shape"], "cudnn"))
+        ratio = ("%.2fx" % (r["warm_median_us"] / cu)) if cu else "n/a"
+        print("%-26s %8d %10.2f %8.2f %7.1f %10s %10s %11s %11.2f" % (
+            r["shape"], r["splits"], r["warm_median_us"], r["warm_TBps"],
+            100 * r["warm_TBps"] / ours["copy_bandwidth_TBps"],
+            "%.2f" % fl if fl else "n/a", "%.2f" % cu if cu else "n/a", ratio, r["cold_median_us"]))
+    print("(vs cuDNN = parallax time / cuDNN SDPA softmax time; < 1 means faster)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
