@@ -145,7 +145,8 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
   const long long k_begin = min(u_end, u_begin + split * per_split);
   const long long k_end = min(u_end, k_begin + per_split);
 
-  // Stage q (scaled) and r of the rows in shared memory as fp32; zero padding.
+  // Stage q and r of the rows in shared memory as fp32; zero padding. The scale is
+  // applied to the finished dot product (s = c (q.k)), as the oracle defines it.
   for (int idx = threadIdx.x; idx < R * Traits::kDMax; idx += Traits::kThreads) {
     const int x = idx / Traits::kDMax, d = idx % Traits::kDMax;
     float qv = 0.f, rv = 0.f;
@@ -153,7 +154,7 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
       const long long row = row0 + x;
       const long long h = g * p.group + row % p.group, token = row / p.group;
       const long long off = ((b * p.seqlen_q + token) * p.heads_q + h) * D + d;
-      qv = to_float(static_cast<const T*>(p.q)[off]) * p.scale;
+      qv = to_float(static_cast<const T*>(p.q)[off]);
       rv = to_float(static_cast<const T*>(p.r)[off]);
     }
     sm.q[x][d] = qv;
@@ -201,14 +202,14 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
     for (int x = 0; x < R; ++x) {
       if (x >= rows) continue;
       const bool valid = in_split && j >= ranges[x].begin && j < ranges[x].end;
-      float sx = valid ? s[x] : -INFINITY;
+      float sx = valid ? s[x] * p.scale : -INFINITY;
       float tile_max = sx;
 #pragma unroll
       for (int off = 16; off > 0; off >>= 1) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, off));
       const float m_new = fmaxf(m[x], tile_max);
       const float m_safe = m_new == -INFINITY ? 0.f : m_new;
-      const float alpha = __expf(m[x] - m_safe);
-      const float p1 = valid ? __expf(sx - m_safe) : 0.f;
+      const float alpha = expf(m[x] - m_safe);
+      const float p1 = valid ? expf(sx - m_safe) : 0.f;
       const float p2 = valid ? p1 * t[x] : 0.f;
       d1_lane[x] = d1_lane[x] * alpha + p1;
       d2_lane[x] = d2_lane[x] * alpha + p2;
@@ -265,7 +266,7 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
     const float ms = mc == -INFINITY ? 0.f : mc;
     float d1 = 0.f, d2 = 0.f;
     for (int w = 0; w < W; ++w) {
-      const float f = __expf(sm.warp_m[w][x] - ms);
+      const float f = expf(sm.warp_m[w][x] - ms);
       d1 += f * sm.warp_d1[w][x];
       d2 += f * sm.warp_d2[w][x];
     }
@@ -284,7 +285,7 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
       for (int x = 0; x < R; ++x) {
         if (x >= rows) continue;
         const float ms = sm.cta_m[x] == -INFINITY ? 0.f : sm.cta_m[x];
-        const float f = __expf(m[x] - ms);
+        const float f = expf(m[x] - ms);
 #pragma unroll
         for (int c = 0; c < DL; ++c) {
           sm.acc_o1[x][lane_d0 + c] += f * o1[x][c];
@@ -335,14 +336,14 @@ __device__ void merge_row(const Params& p) {
   const float ms = m == -INFINITY ? 0.f : m;
   float d1 = 0.f, d2 = 0.f;
   for (long long s = 0; s < S; ++s) {
-    const float w = __expf(part[s * stride] - ms);
+    const float w = expf(part[s * stride] - ms);
     d1 += w * part[s * stride + 1];
     d2 += w * part[s * stride + 2];
   }
   for (long long d = threadIdx.x; d < D; d += blockDim.x) {
     float o1 = 0.f, o2 = 0.f;
     for (long long s = 0; s < S; ++s) {
-      const float w = __expf(part[s * stride] - ms);
+      const float w = expf(part[s * stride] - ms);
       o1 += w * part[s * stride + 3 + d];
       o2 += w * part[s * stride + 3 + D + d];
     }

@@ -32,7 +32,7 @@ struct DecodeTraits {
 // Shared memory of one CTA.
 template <class Traits>
 struct SharedStorage {
-  float q[Traits::kMaxRows][Traits::kDMax];  // scaled queries (fp32)
+  float q[Traits::kMaxRows][Traits::kDMax];  // queries (fp32)
   float r[Traits::kMaxRows][Traits::kDMax];  // probes (fp32)
   float p1[Traits::kWarps][Traits::kMaxRows][Traits::kTileKeys];
   float p2[Traits::kWarps][Traits::kMaxRows][Traits::kTileKeys];
