@@ -47,13 +47,13 @@ if cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLA_GPU=ON -DCM
 else
   st[build]="FAILED (see build.log)"; save; tail -40 "$out/configure.log" "$out/build.log"; exit 1
 fi
-cuobjdump --list-elf build/gpu/tests/test_gpu_parallax_decode 2>/dev/null | head -3 > "$out/sass_targets.txt" || true
+st[sass]=$(cuobjdump --list-elf build/gpu/tests/test_gpu_parallax_decode 2>/dev/null | grep -Eo 'sm_[0-9a]+' | sort -u | tr '\n' ' ')
 
 # 3. tests, skips are failures
 rc_cases=$([[ $quick == 1 ]] && echo 20 || echo 100)
 if LLA_REQUIRE_GPU=1 RC_PARAMS="max_success=$rc_cases" ctest --test-dir build/gpu -L gpu --output-on-failure \
      >"$out/tests.log" 2>&1; then
-  st[tests]="passed: $(grep -Eo '[0-9]+ tests? failed out of [0-9]+' "$out/tests.log" | head -1)"
+  st[tests]="passed: $(grep -Eo '[0-9]+% tests passed.*' "$out/tests.log" | head -1)"
 else
   st[tests]="FAILED: $(grep -Eo '[0-9]+% tests passed.*' "$out/tests.log" | head -1)"
 fi
@@ -65,9 +65,11 @@ if [[ $sanitize == 1 ]]; then
     ok=1
     for t in test_gpu_device test_gpu_parallax_decode; do
       RC_PARAMS="max_success=4" LLA_REQUIRE_GPU=1 timeout 600 compute-sanitizer --tool "$tool" --error-exitcode=1 \
-        "build/gpu/tests/$t" --gtest_filter=-*SixtyFourBit* >"$out/sanitizer_${tool}_$t.log" 2>&1 || ok=0
+        "build/gpu/tests/$t" --gtest_filter=-*SixtyFourBit* >"$out/sanitizer.tmp" 2>&1 || ok=0
+      { echo "=== $tool $t"; grep -E "=========|PASSED|FAILED" "$out/sanitizer.tmp" | head -60; } >>"$out/sanitizers.log"
     done
-    if [[ $ok == 1 ]]; then st[$tool]="clean"; else st[$tool]="ERRORS (see sanitizer_${tool}_*.log)"; fi
+    rm -f "$out/sanitizer.tmp"
+    if [[ $ok == 1 ]]; then st[$tool]="clean"; else st[$tool]="ERRORS (see sanitizers.log)"; fi
     echo "compute-sanitizer $tool: ${st[$tool]}"
   done
 fi
@@ -76,10 +78,11 @@ save
 # 5. benchmarks with the peer in the same run
 if [[ $bench == 1 ]]; then
   q=$([[ $quick == 1 ]] && echo --quick || true)
-  build/gpu/benchmarks/bench_parallax_decode --json "$out/decode.json" $q | tee "$out/decode.txt"
-  python3 benchmarks/sdpa_decode.py --json "$out/sdpa.json" $q | tee "$out/sdpa.txt"
+  build/gpu/benchmarks/bench_parallax_decode --json "$out/decode.json" $q
+  python3 benchmarks/sdpa_decode.py --json "$out/sdpa.json" $q
 fi
 
-# 6. summary last
-python3 tools/gpu_summary.py "$out"
+# 6. summary last (also saved as summary.txt); logs of a successful configure are dropped
+[[ "${st[build]}" == ok ]] && rm -f "$out/configure.log" "$out/build.log"
+python3 tools/gpu_summary.py "$out" | tee "$out/summary.txt"
 [[ "${st[tests]}" == passed* && "${st[build]}" == ok ]]

@@ -183,16 +183,30 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
     for (int x = 0; x < R; ++x) s[x] = t[x] = 0.f;
     if (in_split) {
       const T* krow = cache_row<T>(p, p.k, b, j, g);
-      for (int d0 = 0; d0 < D; d0 += 8) {
-        float kv[8];
-        load_floats<T, 8, Traits::kVectorised>(krow + d0, static_cast<int>(min((long long)8, D - d0)), kv);
+      constexpr int kChunks = Traits::kDMax / 8, kBatch = 4;
+#pragma unroll
+      for (int c0 = 0; c0 < kChunks; c0 += kBatch) {
+        float kv[kBatch][8];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int d0 = (c0 + u) * 8;
+          if (d0 < D) {
+            load_floats<T, 8, Traits::kVectorised>(krow + d0, static_cast<int>(min((long long)8, D - d0)), kv[u]);
+          } else {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) kv[u][e] = 0.f;
+          }
+        }
 #pragma unroll
         for (int x = 0; x < R; ++x) {
           if (x >= rows) continue;
 #pragma unroll
-          for (int e = 0; e < 8; ++e) {
-            s[x] += sm.q[x][d0 + e] * kv[e];
-            t[x] += sm.r[x][d0 + e] * kv[e];
+          for (int u = 0; u < kBatch; ++u) {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+              s[x] += sm.q[x][(c0 + u) * 8 + e] * kv[u][e];
+              t[x] += sm.r[x][(c0 + u) * 8 + e] * kv[u][e];
+            }
           }
         }
       }
@@ -225,18 +239,30 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
     __syncwarp();
     // 3. P.V: lane = slice of the head dim; only keys of this split are read.
     const int keys = static_cast<int>(min((long long)K, k_end - tile));
-    for (int kk = 0; kk < keys; ++kk) {
-      const T* vrow = cache_row<T>(p, p.v, b, tile + kk, g);
-      float vv[DL];
-      load_floats<T, DL, Traits::kVectorised>(vrow + lane_d0, lane_dims, vv);
+    constexpr int kUnroll = 4;
+    for (int k0 = 0; k0 < keys; k0 += kUnroll) {
+      float vv[kUnroll][DL];
 #pragma unroll
-      for (int x = 0; x < R; ++x) {
-        if (x >= rows) continue;
-        const float a1 = sm.p1[warp][x][kk], a2 = sm.p2[warp][x][kk];
+      for (int u = 0; u < kUnroll; ++u) {
+        if (k0 + u < keys) {
+          load_floats<T, DL, Traits::kVectorised>(cache_row<T>(p, p.v, b, tile + k0 + u, g) + lane_d0, lane_dims, vv[u]);
+        } else {
 #pragma unroll
-        for (int c = 0; c < DL; ++c) {
-          o1[x][c] += a1 * vv[c];
-          o2[x][c] += a2 * vv[c];
+          for (int c = 0; c < DL; ++c) vv[u][c] = 0.f;
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (k0 + u >= keys) continue;
+#pragma unroll
+        for (int x = 0; x < R; ++x) {
+          if (x >= rows) continue;
+          const float a1 = sm.p1[warp][x][k0 + u], a2 = sm.p2[warp][x][k0 + u];
+#pragma unroll
+          for (int c = 0; c < DL; ++c) {
+            o1[x][c] += a1 * vv[u][c];
+            o2[x][c] += a2 * vv[u][c];
+          }
         }
       }
     }

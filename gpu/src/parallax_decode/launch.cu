@@ -27,15 +27,20 @@ __global__ void __launch_bounds__(128) merge_kernel(const Params p) {
   merge_row<T>(p);
 }
 
-long long row_chunks_of(const Problem& pr) {
+
+int rows_per_cta(const Problem& pr) {
   const long long rows = pr.group_size() * pr.seqlen_q;
-  constexpr long long R = DecodeTraits<__nv_bfloat16, 64, true>::kMaxRows;
-  return (rows + R - 1) / R;
+  return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : 8;
 }
 
-template <class T, int kDMax, bool kVec>
+long long row_chunks_of(const Problem& pr) {
+  const long long rows = pr.group_size() * pr.seqlen_q;
+  return (rows + rows_per_cta(pr) - 1) / rows_per_cta(pr);
+}
+
+template <class T, int kDMax, bool kVec, int kRows>
 void launch(const Params& p, cudaStream_t stream) {
-  using Traits = DecodeTraits<T, kDMax, kVec>;
+  using Traits = DecodeTraits<T, kDMax, kVec, kRows>;
   const dim3 grid(static_cast<unsigned>(p.num_splits), static_cast<unsigned>(p.heads_kv * p.row_chunks),
                   static_cast<unsigned>(p.batch));
   decode_kernel<Traits><<<grid, Traits::kThreads, 0, stream>>>(p);
@@ -45,15 +50,25 @@ void launch(const Params& p, cudaStream_t stream) {
   }
 }
 
-template <class T>
+template <class T, int kRows>
 void dispatch_dim(const Params& p, cudaStream_t stream) {
   const bool vec = p.head_dim % 8 == 0;
   if (p.head_dim <= 64) {
-    vec ? launch<T, 64, true>(p, stream) : launch<T, 64, false>(p, stream);
+    vec ? launch<T, 64, true, kRows>(p, stream) : launch<T, 64, false, kRows>(p, stream);
   } else if (p.head_dim <= 128) {
-    vec ? launch<T, 128, true>(p, stream) : launch<T, 128, false>(p, stream);
+    vec ? launch<T, 128, true, kRows>(p, stream) : launch<T, 128, false, kRows>(p, stream);
   } else {
-    vec ? launch<T, 256, true>(p, stream) : launch<T, 256, false>(p, stream);
+    vec ? launch<T, 256, true, kRows>(p, stream) : launch<T, 256, false, kRows>(p, stream);
+  }
+}
+
+template <class T>
+void dispatch_rows(const Params& p, int rows, cudaStream_t stream) {
+  switch (rows) {
+    case 1: return dispatch_dim<T, 1>(p, stream);
+    case 2: return dispatch_dim<T, 2>(p, stream);
+    case 4: return dispatch_dim<T, 4>(p, stream);
+    default: return dispatch_dim<T, 8>(p, stream);
   }
 }
 
@@ -130,10 +145,11 @@ DecodeStatus parallax_decode(const DecodeArgs& a, void* stream, int sm_count) {
   p.num_splits = splits;
   if (pr.batch == 0 || pr.seqlen_q == 0) return DecodeStatus{};
   auto s = static_cast<cudaStream_t>(stream);
+  const int rows = decode::rows_per_cta(pr);
   if (a.dtype == DType::bf16) {
-    decode::dispatch_dim<__nv_bfloat16>(p, s);
+    decode::dispatch_rows<__nv_bfloat16>(p, rows, s);
   } else {
-    decode::dispatch_dim<__half>(p, s);
+    decode::dispatch_rows<__half>(p, rows, s);
   }
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));

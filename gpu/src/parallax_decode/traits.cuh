@@ -12,13 +12,16 @@
 
 namespace lla::gpu::decode {
 
-template <class Element, int kDMax_, bool kVectorised_>
+template <class Element, int kDMax_, bool kVectorised_, int kMaxRows_ = 8>
 struct DecodeTraits {
   using T = Element;
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kTileKeys = 32;  // keys per warp iteration (one per lane)
-  static constexpr int kMaxRows = 8;    // query rows per CTA
+  // Query rows per CTA: 1, 2, 4 or 8, the smallest that holds the G * Lq rows of a
+  // KV head (so MHA decode does not pay registers for 8 rows).
+  static constexpr int kMaxRows = kMaxRows_;
+  static_assert(kMaxRows == 1 || kMaxRows == 2 || kMaxRows == 4 || kMaxRows == 8, "rows per CTA");
   static constexpr int kDMax = kDMax_;  // head dim bucket: 64, 128 or 256
   static constexpr int kDimsPerLane = kDMax / 32;
   // D % 8 == 0: 16-byte loads of K rows and (kDimsPerLane * 2)-byte loads of V slices.
