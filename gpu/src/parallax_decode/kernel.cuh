@@ -107,6 +107,97 @@ __device__ __forceinline__ RowRange row_range(const Params& p, long long lo, lon
   return rr;
 }
 
+// The end of a CTA: warp sums of the lane partials, the CTA combination in warp
+// order (deterministic: no atomics), then the output or the split's partial state.
+template <class Traits>
+__device__ void finish_cta(const Params& p, SharedStorage<Traits>& sm, int rows, long long row0, long long g,
+                           long long b, int split, float (&m)[Traits::kMaxRows], float (&d1_lane)[Traits::kMaxRows],
+                           float (&d2_lane)[Traits::kMaxRows], float (&o1)[Traits::kMaxRows][Traits::kDimsPerLane],
+                           float (&o2)[Traits::kMaxRows][Traits::kDimsPerLane]) {
+  using T = typename Traits::T;
+  constexpr int W = Traits::kWarps, R = Traits::kMaxRows, DL = Traits::kDimsPerLane;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int lane_d0 = lane * DL;
+  const long long D = p.head_dim;
+#pragma unroll
+  for (int x = 0; x < R; ++x) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      d1_lane[x] += __shfl_xor_sync(0xffffffffu, d1_lane[x], off);
+      d2_lane[x] += __shfl_xor_sync(0xffffffffu, d2_lane[x], off);
+    }
+    if (lane == 0) {
+      sm.warp_m[warp][x] = m[x];
+      sm.warp_d1[warp][x] = d1_lane[x];
+      sm.warp_d2[warp][x] = d2_lane[x];
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < R) {
+    const int x = threadIdx.x;
+    float mc = -INFINITY;
+    for (int w = 0; w < W; ++w) mc = fmaxf(mc, sm.warp_m[w][x]);
+    const float ms = mc == -INFINITY ? 0.f : mc;
+    float d1 = 0.f, d2 = 0.f;
+    for (int w = 0; w < W; ++w) {
+      const float f = expf(sm.warp_m[w][x] - ms);
+      d1 += f * sm.warp_d1[w][x];
+      d2 += f * sm.warp_d2[w][x];
+    }
+    sm.cta_m[x] = mc;
+    sm.cta_d1[x] = d1;
+    sm.cta_d2[x] = d2;
+  }
+  for (int idx = threadIdx.x; idx < R * Traits::kDMax; idx += Traits::kThreads) {
+    sm.acc_o1[idx / Traits::kDMax][idx % Traits::kDMax] = 0.f;
+    sm.acc_o2[idx / Traits::kDMax][idx % Traits::kDMax] = 0.f;
+  }
+  __syncthreads();
+  for (int w = 0; w < W; ++w) {
+    if (warp == w) {
+#pragma unroll
+      for (int x = 0; x < R; ++x) {
+        if (x >= rows) continue;
+        const float ms = sm.cta_m[x] == -INFINITY ? 0.f : sm.cta_m[x];
+        const float f = expf(m[x] - ms);
+#pragma unroll
+        for (int c = 0; c < DL; ++c) {
+          sm.acc_o1[x][lane_d0 + c] += f * o1[x][c];
+          sm.acc_o2[x][lane_d0 + c] += f * o2[x][c];
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // Output: final combination (one split), or the split's partial state.
+  for (int idx = threadIdx.x; idx < rows * D; idx += Traits::kThreads) {
+    const int x = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
+    const long long row = row0 + x;
+    const long long h = g * p.group + row % p.group, token = row / p.group;
+    const long long orow = (b * p.seqlen_q + token) * p.heads_q + h;
+    const float d1 = sm.cta_d1[x], d2 = sm.cta_d2[x];
+    if (p.num_splits == 1) {
+      float o = 0.f;
+      if (d1 > 0.f) {
+        const float inv = 1.f / d1;
+        o = sm.acc_o1[x][d] * inv * (1.f + d2 * inv) - sm.acc_o2[x][d] * inv;
+      }
+      static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
+      if (d == 0 && p.lse) p.lse[orow] = d1 > 0.f ? sm.cta_m[x] + logf(d1) : -INFINITY;
+    } else {
+      float* part = p.partials + (orow * p.num_splits + split) * partial_floats(static_cast<int>(D));
+      if (d == 0) {
+        part[0] = sm.cta_m[x];
+        part[1] = d1;
+        part[2] = d2;
+      }
+      part[3 + d] = sm.acc_o1[x][d];
+      part[3 + D + d] = sm.acc_o2[x][d];
+    }
+  }
+}
+
 template <class Traits>
 __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
   using T = typename Traits::T;
@@ -269,85 +360,7 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
     __syncwarp();
   }
 
-  // Warp sums of the lane partials, then the CTA combination in warp order
-  // (deterministic: no atomics).
-#pragma unroll
-  for (int x = 0; x < R; ++x) {
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) {
-      d1_lane[x] += __shfl_xor_sync(0xffffffffu, d1_lane[x], off);
-      d2_lane[x] += __shfl_xor_sync(0xffffffffu, d2_lane[x], off);
-    }
-    if (lane == 0) {
-      sm.warp_m[warp][x] = m[x];
-      sm.warp_d1[warp][x] = d1_lane[x];
-      sm.warp_d2[warp][x] = d2_lane[x];
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x < R) {
-    const int x = threadIdx.x;
-    float mc = -INFINITY;
-    for (int w = 0; w < W; ++w) mc = fmaxf(mc, sm.warp_m[w][x]);
-    const float ms = mc == -INFINITY ? 0.f : mc;
-    float d1 = 0.f, d2 = 0.f;
-    for (int w = 0; w < W; ++w) {
-      const float f = expf(sm.warp_m[w][x] - ms);
-      d1 += f * sm.warp_d1[w][x];
-      d2 += f * sm.warp_d2[w][x];
-    }
-    sm.cta_m[x] = mc;
-    sm.cta_d1[x] = d1;
-    sm.cta_d2[x] = d2;
-  }
-  for (int idx = threadIdx.x; idx < R * Traits::kDMax; idx += Traits::kThreads) {
-    sm.acc_o1[idx / Traits::kDMax][idx % Traits::kDMax] = 0.f;
-    sm.acc_o2[idx / Traits::kDMax][idx % Traits::kDMax] = 0.f;
-  }
-  __syncthreads();
-  for (int w = 0; w < W; ++w) {
-    if (warp == w) {
-#pragma unroll
-      for (int x = 0; x < R; ++x) {
-        if (x >= rows) continue;
-        const float ms = sm.cta_m[x] == -INFINITY ? 0.f : sm.cta_m[x];
-        const float f = expf(m[x] - ms);
-#pragma unroll
-        for (int c = 0; c < DL; ++c) {
-          sm.acc_o1[x][lane_d0 + c] += f * o1[x][c];
-          sm.acc_o2[x][lane_d0 + c] += f * o2[x][c];
-        }
-      }
-    }
-    __syncthreads();
-  }
-
-  // Output: final combination (one split), or the split's partial state.
-  for (int idx = threadIdx.x; idx < rows * D; idx += Traits::kThreads) {
-    const int x = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
-    const long long row = row0 + x;
-    const long long h = g * p.group + row % p.group, token = row / p.group;
-    const long long orow = (b * p.seqlen_q + token) * p.heads_q + h;
-    const float d1 = sm.cta_d1[x], d2 = sm.cta_d2[x];
-    if (p.num_splits == 1) {
-      float o = 0.f;
-      if (d1 > 0.f) {
-        const float inv = 1.f / d1;
-        o = sm.acc_o1[x][d] * inv * (1.f + d2 * inv) - sm.acc_o2[x][d] * inv;
-      }
-      static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
-      if (d == 0 && p.lse) p.lse[orow] = d1 > 0.f ? sm.cta_m[x] + logf(d1) : -INFINITY;
-    } else {
-      float* part = p.partials + (orow * p.num_splits + split) * partial_floats(static_cast<int>(D));
-      if (d == 0) {
-        part[0] = sm.cta_m[x];
-        part[1] = d1;
-        part[2] = d2;
-      }
-      part[3 + d] = sm.acc_o1[x][d];
-      part[3 + D + d] = sm.acc_o2[x][d];
-    }
-  }
+  finish_cta<Traits>(p, sm, rows, row0, g, b, split, m, d1_lane, d2_lane, o1, o2);
 }
 
 // One block per output row: merge the split partials in split order.

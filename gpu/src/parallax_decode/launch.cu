@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "kernel.cuh"
+#include "kernel_pipelined.cuh"
 #include "lla/gpu/parallax_decode.hpp"
 
 namespace lla::gpu {
@@ -20,6 +21,14 @@ template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads) decode_kernel(const Params p) {
   __shared__ SharedStorage<Traits> sm;
   decode_cta<Traits>(p, sm);
+}
+
+// Head dims with D % 8 == 0: K/V tiles staged in shared memory by cp.async.
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads) decode_kernel_pipelined(const Params p) {
+  __shared__ SharedStorage<Traits> sm;
+  extern __shared__ __align__(16) unsigned char kv_smem[];
+  decode_cta_pipelined<Traits>(p, sm, kv_smem);
 }
 
 template <class T>
@@ -43,7 +52,16 @@ void launch(const Params& p, cudaStream_t stream) {
   using Traits = DecodeTraits<T, kDMax, kVec, kRows>;
   const dim3 grid(static_cast<unsigned>(p.num_splits), static_cast<unsigned>(p.heads_kv * p.row_chunks),
                   static_cast<unsigned>(p.batch));
-  decode_kernel<Traits><<<grid, Traits::kThreads, 0, stream>>>(p);
+  if constexpr (kVec) {
+    constexpr size_t smem = PipelinedLayout<Traits>::kKvBytes;
+    // Dynamic shared memory above 48 KB needs an opt-in, once per instantiation.
+    static const cudaError_t opt_in = cudaFuncSetAttribute(
+        decode_kernel_pipelined<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    (void)opt_in;
+    decode_kernel_pipelined<Traits><<<grid, Traits::kThreads, smem, stream>>>(p);
+  } else {
+    decode_kernel<Traits><<<grid, Traits::kThreads, 0, stream>>>(p);
+  }
   if (p.num_splits > 1) {
     const long long rows = p.batch * p.seqlen_q * p.heads_q;
     merge_kernel<T><<<static_cast<unsigned>(rows), 128, 0, stream>>>(p);
