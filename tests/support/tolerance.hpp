@@ -15,6 +15,8 @@
 // docs/math.md, "Precision"). Gradients get kappa^2 (they differentiate through
 // the same cancellations once more).
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -66,6 +68,17 @@ double gradient_consistency_bound(const AttentionCondition& c, double scale) {
 inline double unit_roundoff_of(Precision p) { return tolerance::unit_roundoff(p); }
 inline double kernel_bound(double baseline_error, double reference_max_abs, double u) {
   return tolerance::kBaselineFactor * baseline_error + tolerance::kFloorUnits * u * reference_max_abs;
+}
+
+// Magnitude for the floor of a log-sum-exp: the larger of max|lse| and the largest
+// logit sum c sum_d |q_d k_d| (logit_abs of AttentionCondition), whose fp32
+// rounding every LSE inherits.
+template <class Tensor>
+double lse_floor_magnitude(const Tensor& lse, double logit_abs) {
+  double m = logit_abs;
+  for (const auto& x : lse)
+    if (std::isfinite(static_cast<double>(x))) m = std::max(m, std::fabs(static_cast<double>(x)));
+  return m;
 }
 
 }  // namespace lla::test
