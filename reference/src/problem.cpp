@@ -35,6 +35,19 @@ const char* to_string(LlaSolver v) {
 const char* to_string(GradientMode v) { return v == GradientMode::exact ? "exact" : "stop_gradient"; }
 const char* to_string(MatvecForm v) { return v == MatvecForm::centred ? "centred" : "uncentred"; }
 
+Problem Problem::dense(int64_t batch, int64_t seqlen_q, int64_t seqlen_k, int64_t heads_q, int64_t heads_kv,
+                       int64_t head_dim, Variant variant) {
+  Problem p;
+  p.batch = batch;
+  p.seqlen_q = seqlen_q;
+  p.seqlen_k = seqlen_k;
+  p.heads_q = heads_q;
+  p.heads_kv = heads_kv;
+  p.head_dim = head_dim;
+  p.variant = variant;
+  return p;
+}
+
 double Problem::softmax_scale() const {
   return scale ? *scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
 }

@@ -36,15 +36,8 @@ struct DemoCase {
 
 std::vector<DemoCase> demo_cases() {
   std::vector<DemoCase> cases;
-  auto base = [](int64_t b, int64_t lq, int64_t lk, int64_t hq, int64_t hkv, int64_t d) {
-    Problem p;
-    p.batch = b;
-    p.seqlen_q = lq;
-    p.seqlen_k = lk;
-    p.heads_q = hq;
-    p.heads_kv = hkv;
-    p.head_dim = d;
-    return p;
+  const auto base = [](int64_t b, int64_t lq, int64_t lk, int64_t hq, int64_t hkv, int64_t d) {
+    return Problem::dense(b, lq, lk, hq, hkv, d);
   };
   cases.push_back({"prefill, causal MHA", base(2, 256, 256, 4, 4, 64)});
   cases.push_back({"prefill, GQA 8:2, odd D=100", base(1, 200, 200, 8, 2, 100)});

@@ -107,6 +107,69 @@ __device__ __forceinline__ RowRange row_range(const Params& p, long long lo, lon
   return rr;
 }
 
+// What a CTA works on: its rows, their key ranges, and its split of the keys.
+template <int R>
+struct CtaPlan {
+  long long b, g, row0;
+  int rows, split;
+  RowRange ranges[R];
+  long long k_begin, k_end;  // this split's keys, a multiple of tile_keys wide
+};
+
+template <int R>
+__device__ __forceinline__ CtaPlan<R> plan_cta(const Params& p, int tile_keys) {
+  CtaPlan<R> c;
+  c.b = blockIdx.z;
+  c.g = blockIdx.y / p.row_chunks;
+  c.row0 = (blockIdx.y % p.row_chunks) * R;
+  c.rows = static_cast<int>(min((long long)R, p.rows - c.row0));
+  c.split = blockIdx.x;
+  long long hi = p.seqused_k ? p.seqused_k[c.b] : p.seqlen_k;
+  hi = max(0LL, min(hi, p.seqlen_k));  // clamp to the real capacity, never to a bucket
+  long long lo = p.cache_start ? p.cache_start[c.b] : 0;
+  lo = max(0LL, min(lo, hi));
+  long long u_begin = LLONG_MAX, u_end = LLONG_MIN;
+#pragma unroll
+  for (int x = 0; x < R; ++x) {
+    c.ranges[x] = RowRange{0, 0};
+    if (x < c.rows) {
+      c.ranges[x] = row_range(p, lo, hi, c.row0 + x);
+      if (c.ranges[x].end > c.ranges[x].begin) {
+        u_begin = min(u_begin, c.ranges[x].begin);
+        u_end = max(u_end, c.ranges[x].end);
+      }
+    }
+  }
+  if (u_end < u_begin) u_begin = u_end = 0;
+  // This split's share of the union of the rows' ranges, in whole tiles.
+  const long long total = u_end - u_begin;
+  const long long per_split = ((total + p.num_splits - 1) / p.num_splits + tile_keys - 1) / tile_keys * tile_keys;
+  c.k_begin = min(u_end, u_begin + c.split * per_split);
+  c.k_end = min(u_end, c.k_begin + per_split);
+  return c;
+}
+
+// Stages q and r of the CTA's rows in shared memory as fp32, zero-padded. The
+// scale is applied to the finished dot product (s = c (q.k)), as the oracle does.
+template <class Traits>
+__device__ __forceinline__ void stage_queries(const Params& p, SharedStorage<Traits>& sm,
+                                              const CtaPlan<Traits::kMaxRows>& c) {
+  using T = typename Traits::T;
+  for (int idx = threadIdx.x; idx < Traits::kMaxRows * Traits::kDMax; idx += Traits::kThreads) {
+    const int x = idx / Traits::kDMax, d = idx % Traits::kDMax;
+    float qv = 0.f, rv = 0.f;
+    if (x < c.rows && d < p.head_dim) {
+      const long long row = c.row0 + x;
+      const long long h = c.g * p.group + row % p.group, token = row / p.group;
+      const long long off = ((c.b * p.seqlen_q + token) * p.heads_q + h) * p.head_dim + d;
+      qv = to_float(static_cast<const T*>(p.q)[off]);
+      rv = to_float(static_cast<const T*>(p.r)[off]);
+    }
+    sm.q[x][d] = qv;
+    sm.r[x][d] = rv;
+  }
+}
+
 // The end of a CTA: warp sums of the lane partials, the CTA combination in warp
 // order (deterministic: no atomics), then the output or the split's partial state.
 template <class Traits>
@@ -203,54 +266,12 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
   using T = typename Traits::T;
   constexpr int W = Traits::kWarps, R = Traits::kMaxRows, K = Traits::kTileKeys, DL = Traits::kDimsPerLane;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const long long b = blockIdx.z;
-  const long long g = blockIdx.y / p.row_chunks;
-  const long long row0 = (blockIdx.y % p.row_chunks) * R;
-  const int rows = static_cast<int>(min((long long)R, p.rows - row0));
-  const int split = blockIdx.x;
+  const CtaPlan<R> plan = plan_cta<R>(p, K);
+  const long long b = plan.b, g = plan.g, row0 = plan.row0, k_begin = plan.k_begin, k_end = plan.k_end;
+  const int rows = plan.rows, split = plan.split;
+  const auto& ranges = plan.ranges;
   const long long D = p.head_dim;
-
-  long long hi = p.seqused_k ? p.seqused_k[b] : p.seqlen_k;
-  hi = max(0LL, min(hi, p.seqlen_k));  // clamp to the real capacity, never to a bucket
-  long long lo = p.cache_start ? p.cache_start[b] : 0;
-  lo = max(0LL, min(lo, hi));
-
-  // Rows of this CTA: their key ranges and their union.
-  RowRange ranges[R];
-  long long u_begin = LLONG_MAX, u_end = LLONG_MIN;
-#pragma unroll
-  for (int x = 0; x < R; ++x) {
-    ranges[x] = RowRange{0, 0};
-    if (x < rows) {
-      ranges[x] = row_range(p, lo, hi, (row0 + x));
-      if (ranges[x].end > ranges[x].begin) {
-        u_begin = min(u_begin, ranges[x].begin);
-        u_end = max(u_end, ranges[x].end);
-      }
-    }
-  }
-  if (u_end < u_begin) u_begin = u_end = 0;
-  // This split's share of the union, in whole tiles.
-  const long long total = u_end - u_begin;
-  const long long per_split = ((total + p.num_splits - 1) / p.num_splits + K - 1) / K * K;
-  const long long k_begin = min(u_end, u_begin + split * per_split);
-  const long long k_end = min(u_end, k_begin + per_split);
-
-  // Stage q and r of the rows in shared memory as fp32; zero padding. The scale is
-  // applied to the finished dot product (s = c (q.k)), as the oracle defines it.
-  for (int idx = threadIdx.x; idx < R * Traits::kDMax; idx += Traits::kThreads) {
-    const int x = idx / Traits::kDMax, d = idx % Traits::kDMax;
-    float qv = 0.f, rv = 0.f;
-    if (x < rows && d < D) {
-      const long long row = row0 + x;
-      const long long h = g * p.group + row % p.group, token = row / p.group;
-      const long long off = ((b * p.seqlen_q + token) * p.heads_q + h) * D + d;
-      qv = to_float(static_cast<const T*>(p.q)[off]);
-      rv = to_float(static_cast<const T*>(p.r)[off]);
-    }
-    sm.q[x][d] = qv;
-    sm.r[x][d] = rv;
-  }
+  stage_queries<Traits>(p, sm, plan);
   __syncthreads();
 
   // Per-warp online state.

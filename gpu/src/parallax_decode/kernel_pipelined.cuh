@@ -42,35 +42,11 @@ __device__ void decode_cta_pipelined(const Params& p, SharedStorage<Traits>& sm,
   using L = PipelinedLayout<Traits>;
   constexpr int R = Traits::kMaxRows, DL = Traits::kDimsPerLane, KW = L::kKeysPerWarp;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const long long b = blockIdx.z;
-  const long long g = blockIdx.y / p.row_chunks;
-  const long long row0 = (blockIdx.y % p.row_chunks) * R;
-  const int rows = static_cast<int>(min((long long)R, p.rows - row0));
-  const int split = blockIdx.x;
+  const CtaPlan<R> plan = plan_cta<R>(p, L::kTileKeys);
+  const long long b = plan.b, g = plan.g, row0 = plan.row0, k_begin = plan.k_begin, k_end = plan.k_end;
+  const int rows = plan.rows, split = plan.split;
+  const auto& ranges = plan.ranges;
   const long long D = p.head_dim;
-
-  long long hi = p.seqused_k ? p.seqused_k[b] : p.seqlen_k;
-  hi = max(0LL, min(hi, p.seqlen_k));
-  long long lo = p.cache_start ? p.cache_start[b] : 0;
-  lo = max(0LL, min(lo, hi));
-  RowRange ranges[R];
-  long long u_begin = LLONG_MAX, u_end = LLONG_MIN;
-#pragma unroll
-  for (int x = 0; x < R; ++x) {
-    ranges[x] = RowRange{0, 0};
-    if (x < rows) {
-      ranges[x] = row_range(p, lo, hi, row0 + x);
-      if (ranges[x].end > ranges[x].begin) {
-        u_begin = min(u_begin, ranges[x].begin);
-        u_end = max(u_end, ranges[x].end);
-      }
-    }
-  }
-  if (u_end < u_begin) u_begin = u_end = 0;
-  const long long total = u_end - u_begin;
-  const long long per_split = ((total + p.num_splits - 1) / p.num_splits + L::kTileKeys - 1) / L::kTileKeys * L::kTileKeys;
-  const long long k_begin = min(u_end, u_begin + split * per_split);
-  const long long k_end = min(u_end, k_begin + per_split);
   const int tiles = static_cast<int>((k_end - k_begin + L::kTileKeys - 1) / L::kTileKeys);
 
   unsigned char* k_stage = kv_smem;
@@ -95,19 +71,7 @@ __device__ void decode_cta_pipelined(const Params& p, SharedStorage<Traits>& sm,
     cp_async_commit();
   }
 
-  for (int idx = threadIdx.x; idx < R * Traits::kDMax; idx += Traits::kThreads) {
-    const int x = idx / Traits::kDMax, d = idx % Traits::kDMax;
-    float qv = 0.f, rv = 0.f;
-    if (x < rows && d < D) {
-      const long long row = row0 + x;
-      const long long h = g * p.group + row % p.group, token = row / p.group;
-      const long long off = ((b * p.seqlen_q + token) * p.heads_q + h) * D + d;
-      qv = to_float(static_cast<const T*>(p.q)[off]);
-      rv = to_float(static_cast<const T*>(p.r)[off]);
-    }
-    sm.q[x][d] = qv;
-    sm.r[x][d] = rv;
-  }
+  stage_queries<Traits>(p, sm, plan);  // visible after the first tile's __syncthreads
 
   float m[R], d1_lane[R], d2_lane[R], o1[R][DL], o2[R][DL];
 #pragma unroll

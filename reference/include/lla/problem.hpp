@@ -139,6 +139,10 @@ struct Problem {
   Variant variant = Variant::parallax;
   LlaParams lla;  // used when variant == lla
 
+  // A dense causal problem of the given shape; every other field at its default.
+  static Problem dense(int64_t batch, int64_t seqlen_q, int64_t seqlen_k, int64_t heads_q, int64_t heads_kv,
+                       int64_t head_dim, Variant variant = Variant::parallax);
+
   // --- derived quantities -----------------------------------------------------
   double softmax_scale() const;
   int64_t group_size() const { return heads_q / heads_kv; }
