@@ -26,7 +26,8 @@ def main():
     if not ours:
         print("no decode benchmark results")
         return 0
-    print("\nParallax decode (bf16, Lq = 1), warm L2, median of 30 graph replays of 20 calls; copy bandwidth %.2f TB/s"
+    print("\nParallax decode (bf16, Lq = 1), warm L2, median of 30 graph replays of 20 calls; "
+          "copy-kernel bandwidth %.2f TB/s (read + write, same binary)"
           % ours["copy_bandwidth_TBps"])
     peers = {}
     for r in (peer or {}).get("results", []):

@@ -374,6 +374,24 @@ TEST(ParallaxDecode, SixtyFourBitOffsets) {
   EXPECT_LE(err, kernel_bound(base_err, max_abs(ref), unit_roundoff_of(Precision::bf16))) << "baseline error " << base_err;
 }
 
+// Many CTAs at once (B * Hq = 2048, GQA, splits): the public Parallax decode race
+// only showed at large B * H, so this case also runs under racecheck and synccheck
+// in tools/gpu-check.sh.
+TEST(ParallaxDecode, LargeBatchTimesHeads) {
+  LLA_REQUIRE_DEVICE();
+  DecodeCase c;
+  c.problem = Problem::dense(64, 1, 300, 32, 16, 128);
+  for (int64_t b = 0; b < c.problem.batch; ++b) {
+    const auto used = static_cast<int32_t>(1 + (b * 37) % 300);
+    c.problem.seqused_k.push_back(used);
+    c.problem.cache_start.push_back(std::min<int32_t>(used, static_cast<int32_t>((b * 11) % 5)));
+  }
+  c.num_splits = 3;
+  const auto in = quantised_inputs(c);
+  const auto v = judge(c, in, run_gpu(c, in, false));
+  EXPECT_TRUE(v.ok) << v.message;
+}
+
 TEST(ParallaxDecode, RefusesUnsupportedCalls) {
   LLA_REQUIRE_DEVICE();
   gpu::DecodeArgs a;
