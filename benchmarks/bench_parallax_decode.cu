@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -99,12 +100,16 @@ double copy_bandwidth(cudaStream_t s, int sms) {
 int main(int argc, char** argv) {
   std::string json_path;
   bool quick = false;
+  std::string only;       // run one shape (by name), e.g. under a profiler
+  int forced_splits = 0;  // > 0: override the split heuristic (tuning)
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
     else if (a == "--quick") quick = true;
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];
+    else if (a == "--splits" && i + 1 < argc) forced_splits = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_parallax_decode [--json FILE] [--quick]\n");
+      std::fprintf(stderr, "usage: bench_parallax_decode [--json FILE] [--quick] [--only SHAPE] [--splits N]\n");
       return 2;
     }
   }
@@ -126,6 +131,13 @@ int main(int argc, char** argv) {
       {"B32_L4096_H8_D64", 32, 4096, 8, 8, 64},     {"B32_L4096_H8_D256", 32, 4096, 8, 8, 256},
   };
   if (quick) shapes.resize(2);
+  if (!only.empty()) {
+    std::erase_if(shapes, [&](const Shape& sh) { return only != sh.name; });
+    if (shapes.empty()) {
+      std::fprintf(stderr, "bench_parallax_decode: no shape named '%s'\n", only.c_str());
+      return 2;
+    }
+  }
   FILE* js = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   if (js) std::fprintf(js, "{\"device\": \"%s\", \"sm_count\": %d, \"copy_bandwidth_TBps\": %.4f, \"results\": [", prop.name, sms, copy_bw / 1e12);
   std::printf("device %s, %d SMs, L2 %d MB, copy-kernel bandwidth %.2f TB/s (read + write)\n\n", prop.name, sms, l2 >> 20,
@@ -158,10 +170,13 @@ int main(int argc, char** argv) {
       fill_bf16<<<1024, 256, 0, s>>>(k[c], kv_elems, 3 + c, 1.f);
       fill_bf16<<<1024, 256, 0, s>>>(v[c], kv_elems, 100 + c, 1.f);
     }
-    const int splits = lla::gpu::decode_num_splits(p, sms);
+    const int splits = forced_splits > 0 ? forced_splits : lla::gpu::decode_num_splits(p, sms);
     void* ws = nullptr;
     const size_t ws_bytes = lla::gpu::decode_workspace_bytes(p, splits);
-    if (ws_bytes) CHECK(cudaMalloc(&ws, ws_bytes));
+    if (ws_bytes) {
+      CHECK(cudaMalloc(&ws, ws_bytes));
+      CHECK(cudaMemset(ws, 0, ws_bytes));  // once: the split counters start at zero
+    }
     auto enqueue = [&](int copy) {
       lla::gpu::DecodeArgs a;
       a.problem = p;

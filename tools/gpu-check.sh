@@ -7,17 +7,20 @@
 #      with a reduced case count
 #   5. runs the decode benchmark and PyTorch SDPA (flash, cuDNN) on the same shapes
 #   6. prints a summary table last; JSON and logs go to $OUT (or build/gpu-check)
-# usage: tools/gpu-check.sh [--quick] [--no-sanitizers] [--no-bench]
+# usage: tools/gpu-check.sh [--quick] [--no-sanitizers] [--no-bench] [--build-only]
+#   --build-only stops after step 2 (for profiling: build/gpu/benchmarks/bench_parallax_decode
+#   --only SHAPE [--splits N] under ncu)
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
-quick=0; sanitize=1; bench=1
+quick=0; sanitize=1; bench=1; build_only=0
 for a in "$@"; do
   case "$a" in
     --quick) quick=1 ;;
     --no-sanitizers) sanitize=0 ;;
     --no-bench) bench=0 ;;
-    *) echo "usage: tools/gpu-check.sh [--quick] [--no-sanitizers] [--no-bench]"; exit 2 ;;
+    --build-only) build_only=1 ;;
+    *) echo "usage: tools/gpu-check.sh [--quick] [--no-sanitizers] [--no-bench] [--build-only]"; exit 2 ;;
   esac
 done
 out=${OUT:-$root/build/gpu-check}
@@ -47,6 +50,7 @@ if cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLA_GPU=ON -DCM
 else
   st[build]="FAILED (see build.log)"; save; tail -40 "$out/configure.log" "$out/build.log"; exit 1
 fi
+if [[ $build_only == 1 ]]; then echo "gpu-check: built (build/gpu); LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; exit 0; fi
 st[sass]=$(cuobjdump --list-elf build/gpu/tests/test_gpu_parallax_decode 2>/dev/null | grep -Eo 'sm_[0-9a]+' | sort -u | tr '\n' ' ')
 
 # 3. tests, skips are failures

@@ -160,7 +160,8 @@ DecodeRun run_gpu(const DecodeCase& c, const oracle::AttentionInputs<double>& in
   if (c.page_size > 0) a.paged = gpu::PagedCache{dtable.get(), max_pages, c.page_size, num_pages};
   const int splits = c.num_splits > 0 ? c.num_splits : gpu::decode_num_splits(p, sm_count());
   a.num_splits = splits;
-  DeviceBuffer<float> ws(gpu::decode_workspace_bytes(p, splits) / sizeof(float));
+  DeviceBuffer<float> ws((gpu::decode_workspace_bytes(p, splits) + sizeof(float) - 1) / sizeof(float));
+  if (ws.size()) CUDA_OK(cudaMemset(ws.get(), 0, ws.size() * sizeof(float)));  // the API's precondition
   a.workspace = ws.get();
   a.workspace_bytes = ws.size() * sizeof(float);
   // Poison the outputs too: every element must be written.
@@ -397,9 +398,9 @@ TEST(ParallaxDecode, RefusesUnsupportedCalls) {
   gpu::DecodeArgs a;
   a.problem.variant = Variant::parallax;
   a.problem.head_dim = 300;
-  int dummy = 0;
-  a.q = a.r = a.k = a.v = &dummy;
-  a.o = &dummy;
+  alignas(16) static unsigned char dummy[32];  // host memory: nothing is launched
+  a.q = a.r = a.k = a.v = dummy;
+  a.o = dummy;
   auto st = gpu::parallax_decode(a, nullptr, sm_count());
   EXPECT_FALSE(st.ok);
   EXPECT_NE(st.message.find("head_dim 300"), std::string::npos) << st.message;
@@ -414,6 +415,16 @@ TEST(ParallaxDecode, RefusesUnsupportedCalls) {
   st = gpu::parallax_decode(a, nullptr, sm_count());
   EXPECT_FALSE(st.ok);
   EXPECT_NE(st.message.find("workspace"), std::string::npos) << st.message;
+  a.num_splits = 129;
+  st = gpu::parallax_decode(a, nullptr, sm_count());
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("num_splits = 129"), std::string::npos) << st.message;
+  a.num_splits = 1;
+  a.k = dummy + 2;
+  st = gpu::parallax_decode(a, nullptr, sm_count());
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("16-byte aligned"), std::string::npos) << st.message;
+  a.k = dummy;
   a.o = nullptr;
   EXPECT_FALSE(gpu::parallax_decode(a, nullptr, sm_count()).ok);
 }

@@ -384,37 +384,4 @@ __device__ void decode_cta(const Params& p, SharedStorage<Traits>& sm) {
   finish_cta<Traits>(p, sm, rows, row0, g, b, split, m, d1_lane, d2_lane, o1, o2);
 }
 
-// One block per output row: merge the split partials in split order.
-template <class T>
-__device__ void merge_row(const Params& p) {
-  const long long orow = blockIdx.x;
-  const long long D = p.head_dim, S = p.num_splits;
-  const float* part = p.partials + orow * S * partial_floats(static_cast<int>(D));
-  const long long stride = partial_floats(static_cast<int>(D));
-  float m = -INFINITY;
-  for (long long s = 0; s < S; ++s) m = fmaxf(m, part[s * stride]);
-  const float ms = m == -INFINITY ? 0.f : m;
-  float d1 = 0.f, d2 = 0.f;
-  for (long long s = 0; s < S; ++s) {
-    const float w = expf(part[s * stride] - ms);
-    d1 += w * part[s * stride + 1];
-    d2 += w * part[s * stride + 2];
-  }
-  for (long long d = threadIdx.x; d < D; d += blockDim.x) {
-    float o1 = 0.f, o2 = 0.f;
-    for (long long s = 0; s < S; ++s) {
-      const float w = expf(part[s * stride] - ms);
-      o1 += w * part[s * stride + 3 + d];
-      o2 += w * part[s * stride + 3 + D + d];
-    }
-    float o = 0.f;
-    if (d1 > 0.f) {
-      const float inv = 1.f / d1;
-      o = o1 * inv * (1.f + d2 * inv) - o2 * inv;
-    }
-    static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
-  }
-  if (threadIdx.x == 0 && p.lse) p.lse[orow] = d1 > 0.f ? m + logf(d1) : -INFINITY;
-}
-
 }  // namespace lla::gpu::decode

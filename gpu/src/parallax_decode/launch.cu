@@ -4,9 +4,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
+#include <type_traits>
 #include <sstream>
 
 #include "kernel.cuh"
+#include "kernel_mma.cuh"
 #include "kernel_pipelined.cuh"
 #include "lla/gpu/parallax_decode.hpp"
 
@@ -31,9 +34,20 @@ __global__ void __launch_bounds__(Traits::kThreads) decode_kernel_pipelined(cons
   decode_cta_pipelined<Traits>(p, sm, kv_smem);
 }
 
+// bf16 with D % 8 == 0: tensor cores, fused split merge.
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads) decode_kernel_mma(const Params p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  decode_cta_mma<Traits>(p, smem);
+}
+
+// One block per output row (the CUDA-core bodies): merge the split partials in split order.
 template <class T>
 __global__ void __launch_bounds__(128) merge_kernel(const Params p) {
-  merge_row<T>(p);
+  __shared__ MergeScratch scratch;
+  if (threadIdx.x == 0) scratch.orow[0] = blockIdx.x;
+  __syncthreads();
+  merge_rows<T>(p, 1, scratch);
 }
 
 
@@ -62,14 +76,45 @@ void launch(const Params& p, cudaStream_t stream) {
   } else {
     decode_kernel<Traits><<<grid, Traits::kThreads, 0, stream>>>(p);
   }
-  if (p.num_splits > 1) {
+  if (p.num_splits > 1) {  // CUDA-core bodies: a second kernel merges (the mma body merges in its last CTA)
     const long long rows = p.batch * p.seqlen_q * p.heads_q;
     merge_kernel<T><<<static_cast<unsigned>(rows), 128, 0, stream>>>(p);
   }
 }
 
+template <int kDMax, int kRows>
+void launch_mma(const Params& p, cudaStream_t stream) {
+  using Traits = MmaTraits<kDMax, kRows>;
+  const dim3 grid(static_cast<unsigned>(p.num_splits), static_cast<unsigned>(p.heads_kv * p.row_chunks),
+                  static_cast<unsigned>(p.batch));
+  static const cudaError_t opt_in = cudaFuncSetAttribute(
+      decode_kernel_mma<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Traits::kSmemBytes));
+  (void)opt_in;
+  decode_kernel_mma<Traits><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
+}
+
+// The tensor-core body serves bf16 with D % 8 == 0 (16-byte rows for cp.async and ldmatrix).
+bool uses_mma(DType dtype, long long head_dim) { return dtype == DType::bf16 && head_dim % 8 == 0; }
+
+int mma_ctas_per_sm(long long head_dim) {
+  return head_dim <= 64 ? MmaTraits<64, 8>::kCtasPerSm
+                        : head_dim <= 128 ? MmaTraits<128, 8>::kCtasPerSm : MmaTraits<256, 8>::kCtasPerSm;
+}
+
+template <int kRows>
+void dispatch_mma(const Params& p, cudaStream_t stream) {
+  if (p.head_dim <= 64) return launch_mma<64, kRows>(p, stream);
+  if (p.head_dim <= 128) return launch_mma<128, kRows>(p, stream);
+  return launch_mma<256, kRows>(p, stream);
+}
+
 template <class T, int kRows>
 void dispatch_dim(const Params& p, cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // bf16 with D % 8 == 0 never gets here
+    if (p.head_dim <= 64) return launch<T, 64, false, kRows>(p, stream);
+    if (p.head_dim <= 128) return launch<T, 128, false, kRows>(p, stream);
+    return launch<T, 256, false, kRows>(p, stream);
+  }
   const bool vec = p.head_dim % 8 == 0;
   if (p.head_dim <= 64) {
     vec ? launch<T, 64, true, kRows>(p, stream) : launch<T, 64, false, kRows>(p, stream);
@@ -82,6 +127,16 @@ void dispatch_dim(const Params& p, cudaStream_t stream) {
 
 template <class T>
 void dispatch_rows(const Params& p, int rows, cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    if (uses_mma(DType::bf16, p.head_dim)) {
+      switch (rows) {
+        case 1: return dispatch_mma<1>(p, stream);
+        case 2: return dispatch_mma<2>(p, stream);
+        case 4: return dispatch_mma<4>(p, stream);
+        default: return dispatch_mma<8>(p, stream);
+      }
+    }
+  }
   switch (rows) {
     case 1: return dispatch_dim<T, 1>(p, stream);
     case 2: return dispatch_dim<T, 2>(p, stream);
@@ -93,9 +148,23 @@ void dispatch_rows(const Params& p, int rows, cudaStream_t stream) {
 }  // namespace
 }  // namespace decode
 
-int decode_num_splits(const Problem& pr, int sm_count) {
+int decode_num_splits(const Problem& pr, int sm_count, DType dtype) {
   const long long ctas = pr.batch * pr.heads_kv * decode::row_chunks_of(pr);
   if (ctas <= 0 || sm_count <= 0) return 1;
+  if (decode::uses_mma(dtype, pr.head_dim)) {
+    // Model: a CTA costs its tiles plus ~2 tiles of pipeline fill and epilogue; CTAs
+    // run in waves of (SMs x CTAs per SM). Take the split count with the least modelled
+    // time (ties: fewer splits, less merge work).
+    const long long slots = static_cast<long long>(sm_count) * decode::mma_ctas_per_sm(pr.head_dim);
+    const long long tiles = std::max<long long>(1, (pr.seqlen_k + 63) / 64);
+    long long best = 1, best_cost = LLONG_MAX;
+    for (long long s = 1; s <= std::min<long long>(64, tiles); ++s) {
+      const long long waves = (ctas * s + slots - 1) / slots;
+      const long long cost = waves * ((tiles + s - 1) / s + 2);
+      if (cost < best_cost) best = s, best_cost = cost;
+    }
+    return static_cast<int>(best);
+  }
   // Enough CTAs for two waves; each split keeps at least 256 keys of work.
   const long long want = (2LL * sm_count + ctas - 1) / ctas;
   const long long by_length = std::max<long long>(1, pr.seqlen_k / 256);
@@ -104,8 +173,11 @@ int decode_num_splits(const Problem& pr, int sm_count) {
 
 size_t decode_workspace_bytes(const Problem& pr, int num_splits) {
   if (num_splits <= 1) return 0;
-  return static_cast<size_t>(pr.batch * pr.seqlen_q * pr.heads_q) * static_cast<size_t>(num_splits) *
-         static_cast<size_t>(decode::partial_floats(static_cast<int>(pr.head_dim))) * sizeof(float);
+  const long long out_rows = pr.batch * pr.seqlen_q * pr.heads_q;
+  const long long counters = pr.batch * pr.heads_kv * decode::row_chunks_of(pr);
+  return static_cast<size_t>(decode::merge_counters_offset_floats(out_rows, num_splits,
+                                                                 static_cast<int>(pr.head_dim))) * sizeof(float) +
+         static_cast<size_t>(counters) * sizeof(int32_t);
 }
 
 DecodeStatus parallax_decode(const DecodeArgs& a, void* stream, int sm_count) {
@@ -119,6 +191,10 @@ DecodeStatus parallax_decode(const DecodeArgs& a, void* stream, int sm_count) {
     return refuse("head_dim " + std::to_string(pr.head_dim) + " is not supported (any head_dim <= 256 is)");
   }
   if (!a.q || !a.r || !a.k || !a.v || !a.o) return refuse("q, r, k, v and o must all be set");
+  for (const void* ptr : {a.q, a.r, a.k, a.v, static_cast<const void*>(a.o)}) {
+    // 16-byte vector loads and cp.async of whole rows (cudaMalloc gives 256-byte alignment).
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return refuse("q, r, k, v and o must be 16-byte aligned");
+  }
   if (a.paged.page_table != nullptr) {
     if (a.paged.page_size < 1 || a.paged.max_pages_per_seq < 1 || a.paged.num_pages < 1) {
       return refuse("paged cache needs page_size, max_pages_per_seq and num_pages >= 1");
@@ -127,8 +203,11 @@ DecodeStatus parallax_decode(const DecodeArgs& a, void* stream, int sm_count) {
       return refuse("seqlen_k exceeds max_pages_per_seq * page_size");
     }
   }
-  const int splits = a.num_splits > 0 ? a.num_splits : decode_num_splits(pr, sm_count);
-  if (splits > 65535) return refuse("num_splits too large");
+  const int splits = a.num_splits > 0 ? a.num_splits : decode_num_splits(pr, sm_count, a.dtype);
+  if (splits > decode::kMaxSplits) {
+    return refuse("num_splits = " + std::to_string(splits) + " is more than the " +
+                  std::to_string(decode::kMaxSplits) + " the merge supports");
+  }
   if (splits > 1 && (a.workspace == nullptr || a.workspace_bytes < decode_workspace_bytes(pr, splits))) {
     return refuse("num_splits = " + std::to_string(splits) + " needs a workspace of " +
                   std::to_string(decode_workspace_bytes(pr, splits)) + " bytes");

@@ -7,11 +7,14 @@
 //   cache   : contiguous (B, Lmax, Hkv, D), or paged: (num_pages, page_size, Hkv, D)
 //             with a page table (B, max_pages_per_seq) of int32 page indices
 //   lse     : optional (B, Lq, Hq) fp32, natural log (-inf on empty rows)
+//   q, r, k, v, o 16-byte aligned (as cudaMalloc returns them)
 //
 // fp32 accumulation, output in the input dtype. Deterministic (bitwise equal across
 // runs for a given split count), no host synchronisation and no allocation inside
 // the call, so it can be captured in a CUDA graph; split-KV partials go to a
-// caller-provided workspace (decode_workspace_bytes).
+// caller-provided workspace (decode_workspace_bytes) that must be zero-filled once
+// after allocation (cudaMemset): it also holds the split counters of the fused merge,
+// which every call leaves at zero again.
 
 #include <cstddef>
 #include <cstdint>
@@ -48,7 +51,8 @@ struct DecodeArgs {
   const int32_t* cache_start = nullptr;  // device, (batch); null = 0
   PagedCache paged;
   int num_splits = 0;                  // 0 = heuristic for the device; >= 1 forces
-  void* workspace = nullptr;           // >= decode_workspace_bytes(...) when num_splits > 1
+  void* workspace = nullptr;           // >= decode_workspace_bytes(...) when num_splits > 1,
+                                       // zero-filled once after allocation (see above)
   size_t workspace_bytes = 0;
 };
 
@@ -58,7 +62,8 @@ struct DecodeStatus {
 };
 
 // The split count the heuristic picks for this problem on a device with sm_count SMs.
-int decode_num_splits(const Problem& problem, int sm_count);
+// (bf16 with D % 8 == 0 runs the tensor-core body, fp16 and other D the CUDA-core body.)
+int decode_num_splits(const Problem& problem, int sm_count, DType dtype = DType::bf16);
 // Workspace needed for a given split count (0 when num_splits == 1).
 size_t decode_workspace_bytes(const Problem& problem, int num_splits);
 

@@ -1,0 +1,385 @@
+#pragma once
+// The tensor-core decode body (bf16, D % 8 == 0). Profiling the CUDA-core body
+// (kernel_pipelined.cuh) on an H200 showed it issue-bound, not memory-bound: half
+// of all issue slots busy at 2.25 TB/s, so it could never reach the HBM rate.
+// Here every product runs on mma.sync (m16n8k16, bf16 in, fp32 accumulate):
+//
+//   scores  [S; T] (16 x 16 keys) = [q rows; r rows] (16 x D) . K^T (D x 16 keys)
+//           rows 0..7 hold the CTA's query rows, rows 8..15 their probes, so the
+//           thread that owns s_xj in the accumulator also owns t_xj (same key).
+//   P.V     [O1; O2] (16 x D) += [p1; p1 t] (16 x 16 keys) . V (16 keys x D)
+//           the score accumulators are already the A operand layout (no shuffle).
+//
+// q, r, K and V are bf16 inputs, so the score products are exact. The weights p1
+// and p2 = p1 t are fp32 and are split into three bf16 parts (hi + mid + lo, 24
+// significand bits, the fp32 precision; bf16 has fp32's exponent range), so P.V
+// loses nothing against the fp32 reference even where O2 cancels against O1 t-bar.
+// The tensor cores have ample room for the 3x: decode reads 2 bytes per product.
+//
+// One CTA = 4 warps; a tile is 64 keys, 16 per warp; K/V tiles arrive by cp.async,
+// kStages deep, one barrier per tile. Each warp keeps its own running max; warps are
+// combined in warp order at the end, and split partials are merged by the last CTA
+// of each row group (a counter per group in the workspace), in split order. Both
+// are deterministic.
+
+#include "kernel.cuh"
+#include "kernel_pipelined.cuh"  // cp.async helpers
+#include "merge.cuh"
+
+namespace lla::gpu::decode {
+
+template <int kDMax_, int kMaxRows_>
+struct MmaTraits {
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kDMax = kDMax_;
+  static constexpr int kMaxRows = kMaxRows_;  // query rows per CTA (<= 8: rows 8..15 hold the probes)
+  static_assert(kMaxRows >= 1 && kMaxRows <= 8, "at most 8 rows: the other 8 mma rows are their probes");
+  static_assert(kDMax == 64 || kDMax == 128 || kDMax == 256, "head dim buckets are 64, 128, 256");
+  static constexpr int kKeysPerWarp = 16;  // one mma k-step of P.V
+  static constexpr int kTileKeys = kWarps * kKeysPerWarp;
+  // Stages: enough bytes in flight per SM while 2 CTAs (D <= 128) or 1 (D = 256) fit.
+  static constexpr int kStages = kDMax <= 64 ? 4 : kDMax <= 128 ? 3 : 2;
+  static constexpr int kRowBytes = kDMax * 2;
+  // +16 bytes per row: the 8 row addresses of an ldmatrix phase hit 8 distinct 16-byte bank groups.
+  static constexpr int kPitch = kRowBytes + 16;
+  static constexpr int kTileBytes = kTileKeys * kPitch;
+  static constexpr int kChunksPerRow = kRowBytes / 16;
+  static constexpr int kKSteps = kDMax / 16;   // k-steps of the score mma
+  static constexpr int kNTiles = kDMax / 8;    // n-tiles of the P.V mma
+  // q/r fragments live in registers up to D = 128; at 256 they are re-read from
+  // shared memory each tile (the O accumulators already take 128 registers there).
+  static constexpr bool kQrInRegisters = kDMax <= 128;
+  static constexpr size_t kQrBytes = size_t(16) * kPitch;
+  static constexpr size_t kKvBytes = size_t(2) * kStages * kTileBytes;
+  // After the key loop the K/V stages are reused for the warp combination.
+  static constexpr size_t kCombineBytes = size_t(kWarps) * kMaxRows * 2 * kDMax * sizeof(float);
+  static_assert(kCombineBytes <= kKvBytes, "warp combination fits in the K/V stages");
+  static constexpr size_t kSmemBytes = kQrBytes + kKvBytes;
+  // CTAs that fit on one SM (228 KB shared memory): used by the split heuristic.
+  static constexpr int kCtasPerSm = static_cast<int>((227 * 1024) / (kSmemBytes + 1024 + 512));
+};
+
+struct MmaSmallState {
+  float warp_m[4][8], warp_d1[4][8], warp_d2[4][8];
+  float cta_m[8], cta_d1[8], cta_d2[8];
+  long long qr_off[16];  // element offset of q (rows 0..7) / r (8..15) of each mma row; -1 = zero row
+  int is_last;
+  MergeScratch merge;
+};
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+// d += a . b, m16n8k16, bf16 inputs, fp32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo_half, float hi_half) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo_half, hi_half);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+// x = hi + mid + lo exactly up to fp32 rounding of the residuals: three bf16x2 words.
+__device__ __forceinline__ void split3(float x0, float x1, uint32_t& hi, uint32_t& mid, uint32_t& lo) {
+  const __nv_bfloat16 h0 = __float2bfloat16_rn(x0), h1 = __float2bfloat16_rn(x1);
+  const float r0 = x0 - __bfloat162float(h0), r1 = x1 - __bfloat162float(h1);
+  const __nv_bfloat16 m0 = __float2bfloat16_rn(r0), m1 = __float2bfloat16_rn(r1);
+  const float s0 = r0 - __bfloat162float(m0), s1 = r1 - __bfloat162float(m1);
+  __nv_bfloat162 h{h0, h1}, m{m0, m1};
+  hi = *reinterpret_cast<const uint32_t*>(&h);
+  mid = *reinterpret_cast<const uint32_t*>(&m);
+  lo = pack_bf16(s0, s1);
+}
+
+// Split counters live after the partials in the workspace (one int per CTA row group).
+__host__ __device__ inline long long merge_counters_offset_floats(long long out_rows, int num_splits, int head_dim) {
+  return out_rows * num_splits * partial_floats(head_dim);
+}
+
+template <class Traits>
+__device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
+  using T = __nv_bfloat16;
+  constexpr int R = Traits::kMaxRows, NT = Traits::kNTiles, KS = Traits::kKSteps;
+  __shared__ MmaSmallState st;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int grp = lane / 4, quad = lane % 4;  // accumulator row (0..7) and column pair
+  const CtaPlan<R> plan = plan_cta<R>(p, Traits::kTileKeys);
+  const long long b = plan.b, g = plan.g, k_begin = plan.k_begin, k_end = plan.k_end;
+  const int rows = plan.rows;
+  const long long D = p.head_dim;
+  const int tiles = static_cast<int>((k_end - k_begin + Traits::kTileKeys - 1) / Traits::kTileKeys);
+
+  unsigned char* qr_smem = smem;
+  unsigned char* k_stage = smem + Traits::kQrBytes;
+  unsigned char* v_stage = k_stage + Traits::kStages * Traits::kTileBytes;
+
+  auto load_tile = [&](int tile, int stage) {
+    const long long key0 = k_begin + static_cast<long long>(tile) * Traits::kTileKeys;
+    for (int c = threadIdx.x; c < Traits::kTileKeys * Traits::kChunksPerRow; c += Traits::kThreads) {
+      const int kk = c / Traits::kChunksPerRow, chunk = c % Traits::kChunksPerRow;
+      const long long j = key0 + kk;
+      const bool fetch = j < k_end && chunk * 8 < D;
+      const T* ksrc = fetch ? cache_row<T>(p, p.k, b, j, g) + chunk * 8 : static_cast<const T*>(p.k);
+      const T* vsrc = fetch ? cache_row<T>(p, p.v, b, j, g) + chunk * 8 : static_cast<const T*>(p.v);
+      cp_async_16(k_stage + stage * Traits::kTileBytes + kk * Traits::kPitch + chunk * 16, ksrc, fetch);
+      cp_async_16(v_stage + stage * Traits::kTileBytes + kk * Traits::kPitch + chunk * 16, vsrc, fetch);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < Traits::kStages - 1; ++s) {
+    if (s < tiles) load_tile(s, s);
+    cp_async_commit();
+  }
+
+  // q rows at mma rows 0..7, r rows at 8..15, bf16 (exact: they are bf16 inputs), zero-padded.
+  // Row offsets first (one thread per row: the index math has 64-bit divisions), then
+  // 16-byte copies (D % 8 == 0 keeps every row 16-byte aligned).
+  if (threadIdx.x < 16) {
+    const int row = threadIdx.x, x = row % 8;
+    long long off = -1;
+    if (x < rows) {
+      const long long qrow = plan.row0 + x;
+      const long long h = g * p.group + qrow % p.group, token = qrow / p.group;
+      off = ((b * p.seqlen_q + token) * p.heads_q + h) * D;
+    }
+    st.qr_off[row] = off;
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < 16 * Traits::kChunksPerRow; c += Traits::kThreads) {
+    const int row = c / Traits::kChunksPerRow, chunk = c % Traits::kChunksPerRow;
+    uint4 val = make_uint4(0u, 0u, 0u, 0u);
+    if (st.qr_off[row] >= 0 && chunk * 8 < D) {
+      val = *reinterpret_cast<const uint4*>(static_cast<const T*>(row < 8 ? p.q : p.r) + st.qr_off[row] + chunk * 8);
+    }
+    *reinterpret_cast<uint4*>(qr_smem + row * Traits::kPitch + chunk * 16) = val;
+  }
+  __syncthreads();
+
+  // A-operand address of this lane for ldmatrix.x4 (matrix lane / 8: rows +8 for odd, k +8 for >= 2).
+  const unsigned char* qr_lane = qr_smem + (lane % 8 + (lane / 8) % 2 * 8) * Traits::kPitch + (lane / 16) * 16;
+  uint32_t qr_frag[Traits::kQrInRegisters ? KS : 1][4];
+  if constexpr (Traits::kQrInRegisters) {
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) ldmatrix_x4(qr_frag[ks], qr_lane + ks * 32);
+  }
+
+  const bool row_live = grp < rows;
+  RowRange range{0, 0};  // plan.ranges[grp], selected without a dynamic index (that would go to local memory)
+#pragma unroll
+  for (int x = 0; x < R; ++x) {
+    if (x == grp) range = plan.ranges[x];
+  }
+  float m = -INFINITY, d1 = 0.f, d2 = 0.f;
+  float acc[NT][4];  // [0..1]: O1 of row grp, [2..3]: O2 of row grp; columns nt*8 + 2*quad + {0,1}
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+
+  // B-operand lane offsets: K (no transpose): key = lane % 8 + 8 * (lane / 16), k + 8 * ((lane / 8) % 2);
+  // V (transpose): key = lane % 8 + 8 * ((lane / 8) % 2), dims + 8 * (lane / 16).
+  const int k_lane_off = (lane % 8 + 8 * (lane / 16)) * Traits::kPitch + ((lane / 8) % 2) * 16;
+  const int v_lane_off = (lane % 8 + 8 * ((lane / 8) % 2)) * Traits::kPitch + (lane / 16) * 16;
+
+  for (int tile = 0; tile < tiles; ++tile) {
+    cp_async_wait<Traits::kStages - 2>();
+    __syncthreads();  // tile's bytes visible; every warp is done with the stage refilled below
+    if (tile + Traits::kStages - 1 < tiles) {
+      load_tile(tile + Traits::kStages - 1, (tile + Traits::kStages - 1) % Traits::kStages);
+    }
+    cp_async_commit();
+    const int stage = tile % Traits::kStages;
+    const int warp_key0 = warp * Traits::kKeysPerWarp;
+    const unsigned char* kw = k_stage + stage * Traits::kTileBytes + warp_key0 * Traits::kPitch + k_lane_off;
+    const unsigned char* vw = v_stage + stage * Traits::kTileBytes + warp_key0 * Traits::kPitch + v_lane_off;
+
+    // 1. s and t for the warp's 16 keys: sc[n][0..1] = s, [2..3] = t of keys n*8 + 2*quad + {0,1}.
+    float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      uint32_t kf[4];  // b0, b1 of keys 0..7, then of keys 8..15
+      ldmatrix_x4(kf, kw + ks * 32);
+      if constexpr (Traits::kQrInRegisters) {
+        mma_bf16(sc[0], qr_frag[ks], kf[0], kf[1]);
+        mma_bf16(sc[1], qr_frag[ks], kf[2], kf[3]);
+      } else {
+        uint32_t a[4];
+        ldmatrix_x4(a, qr_lane + ks * 32);
+        mma_bf16(sc[0], a, kf[0], kf[1]);
+        mma_bf16(sc[1], a, kf[2], kf[3]);
+      }
+    }
+
+    // 2. Online update of row grp over the 16 keys (its 4 lanes hold 4 keys each).
+    const long long key0 = k_begin + static_cast<long long>(tile) * Traits::kTileKeys + warp_key0 + 2 * quad;
+    float sx[2][2], tile_max = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 2; ++n) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const long long j = key0 + n * 8 + i;
+        const bool valid = row_live && j < k_end && j >= range.begin && j < range.end;
+        sx[n][i] = valid ? sc[n][i] * p.scale : -INFINITY;
+        tile_max = fmaxf(tile_max, sx[n][i]);
+      }
+    }
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+    const float m_new = fmaxf(m, tile_max);
+    const float m_safe = m_new == -INFINITY ? 0.f : m_new;
+    const float alpha = expf(m - m_safe);  // 0 while m = -inf (nothing accumulated yet)
+    m = m_new;
+    float p1[2][2], p2[2][2];
+#pragma unroll
+    for (int n = 0; n < 2; ++n) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        p1[n][i] = sx[n][i] == -INFINITY ? 0.f : expf(sx[n][i] - m_safe);
+        p2[n][i] = p1[n][i] * sc[n][2 + i];
+      }
+    }
+    d1 = d1 * alpha + ((p1[0][0] + p1[0][1]) + (p1[1][0] + p1[1][1]));
+    d2 = d2 * alpha + ((p2[0][0] + p2[0][1]) + (p2[1][0] + p2[1][1]));
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[nt][c] *= alpha;
+    }
+
+    // 3. [O1; O2] += [p1; p2] . V, each weight as hi + mid + lo bf16 parts.
+    uint32_t a_hi[4], a_mid[4], a_lo[4];
+    split3(p1[0][0], p1[0][1], a_hi[0], a_mid[0], a_lo[0]);  // row grp,     keys 2q..2q+1
+    split3(p2[0][0], p2[0][1], a_hi[1], a_mid[1], a_lo[1]);  // row grp + 8, keys 2q..2q+1
+    split3(p1[1][0], p1[1][1], a_hi[2], a_mid[2], a_lo[2]);  // row grp,     keys 8+2q..
+    split3(p2[1][0], p2[1][1], a_hi[3], a_mid[3], a_lo[3]);  // row grp + 8, keys 8+2q..
+#pragma unroll
+    for (int nt = 0; nt < NT; nt += 2) {
+      uint32_t vf[4];  // b0, b1 of dims nt*8.., then of dims (nt+1)*8..
+      ldmatrix_x4_trans(vf, vw + nt * 16);
+      mma_bf16(acc[nt], a_hi, vf[0], vf[1]);
+      mma_bf16(acc[nt + 1], a_hi, vf[2], vf[3]);
+      mma_bf16(acc[nt], a_mid, vf[0], vf[1]);
+      mma_bf16(acc[nt + 1], a_mid, vf[2], vf[3]);
+      mma_bf16(acc[nt], a_lo, vf[0], vf[1]);
+      mma_bf16(acc[nt + 1], a_lo, vf[2], vf[3]);
+    }
+  }
+  cp_async_wait<0>();
+
+  // 4. Warps combined in warp order.
+  d1 += __shfl_xor_sync(0xffffffffu, d1, 1);
+  d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
+  d2 += __shfl_xor_sync(0xffffffffu, d2, 1);
+  d2 += __shfl_xor_sync(0xffffffffu, d2, 2);
+  if (quad == 0 && grp < R) {
+    st.warp_m[warp][grp] = m;
+    st.warp_d1[warp][grp] = d1;
+    st.warp_d2[warp][grp] = d2;
+  }
+  __syncthreads();  // also: every warp is done with the K/V stages reused below
+  if (threadIdx.x < R) {
+    const int x = threadIdx.x;
+    float mc = -INFINITY;
+    for (int w = 0; w < Traits::kWarps; ++w) mc = fmaxf(mc, st.warp_m[w][x]);
+    const float ms = mc == -INFINITY ? 0.f : mc;
+    float s1 = 0.f, s2 = 0.f;
+    for (int w = 0; w < Traits::kWarps; ++w) {
+      const float f = expf(st.warp_m[w][x] - ms);
+      s1 += f * st.warp_d1[w][x];
+      s2 += f * st.warp_d2[w][x];
+    }
+    st.cta_m[x] = mc;
+    st.cta_d1[x] = s1;
+    st.cta_d2[x] = s2;
+  }
+  __syncthreads();
+  float* combine = reinterpret_cast<float*>(k_stage);  // [warp][row][O1 | O2][kDMax]
+  if (grp < R) {
+    const float ms = st.cta_m[grp] == -INFINITY ? 0.f : st.cta_m[grp];
+    const float f = expf(m - ms);
+    float* o1 = combine + ((warp * R + grp) * 2) * Traits::kDMax;
+    float* o2 = o1 + Traits::kDMax;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      const int col = nt * 8 + 2 * quad;
+      o1[col] = f * acc[nt][0];
+      o1[col + 1] = f * acc[nt][1];
+      o2[col] = f * acc[nt][2];
+      o2[col + 1] = f * acc[nt][3];
+    }
+  }
+  __syncthreads();
+
+  // 5. The output (one split) or this split's partial, then the fused merge.
+  const int split = plan.split;
+  for (int idx = threadIdx.x; idx < rows * D; idx += Traits::kThreads) {
+    const int x = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
+    float o1 = 0.f, o2 = 0.f;
+#pragma unroll
+    for (int w = 0; w < Traits::kWarps; ++w) {
+      o1 += combine[((w * R + x) * 2) * Traits::kDMax + d];
+      o2 += combine[((w * R + x) * 2 + 1) * Traits::kDMax + d];
+    }
+    const long long row = plan.row0 + x;
+    const long long h = g * p.group + row % p.group, token = row / p.group;
+    const long long orow = (b * p.seqlen_q + token) * p.heads_q + h;
+    const float s1 = st.cta_d1[x], s2 = st.cta_d2[x];
+    if (p.num_splits == 1) {
+      float o = 0.f;
+      if (s1 > 0.f) {
+        const float inv = 1.f / s1;
+        o = o1 * inv * (1.f + s2 * inv) - o2 * inv;
+      }
+      static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
+      if (d == 0 && p.lse) p.lse[orow] = s1 > 0.f ? st.cta_m[x] + logf(s1) : -INFINITY;
+    } else {
+      float* part = p.partials + (orow * p.num_splits + split) * partial_floats(static_cast<int>(D));
+      if (d == 0) {
+        part[0] = st.cta_m[x];
+        part[1] = s1;
+        part[2] = s2;
+      }
+      part[3 + d] = o1;
+      part[3 + D + d] = o2;
+    }
+  }
+  if (p.num_splits == 1) return;
+
+  // Last CTA of this row group merges (threadFenceReduction pattern): publish the
+  // partial, count, and let the CTA that completes the count read all of them.
+  __threadfence();
+  __syncthreads();
+  const long long out_rows = p.batch * p.seqlen_q * p.heads_q;
+  int* counters = reinterpret_cast<int*>(p.partials + merge_counters_offset_floats(out_rows, p.num_splits,
+                                                                                     static_cast<int>(D)));
+  const long long group_id = static_cast<long long>(blockIdx.z) * gridDim.y + blockIdx.y;
+  if (threadIdx.x == 0) {
+    const int before = atomicAdd(counters + group_id, 1);
+    st.is_last = before == p.num_splits - 1;
+    if (st.is_last) counters[group_id] = 0;  // every call leaves the counters zero
+  }
+  __syncthreads();
+  if (!st.is_last) return;
+  __threadfence();
+  if (threadIdx.x < rows) {
+    const long long row = plan.row0 + threadIdx.x;
+    const long long h = g * p.group + row % p.group, token = row / p.group;
+    st.merge.orow[threadIdx.x] = (b * p.seqlen_q + token) * p.heads_q + h;
+  }
+  __syncthreads();
+  merge_rows<T>(p, rows, st.merge);
+}
+
+}  // namespace lla::gpu::decode
