@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "lla/precision.hpp"
 #include "lla/random.hpp"
@@ -49,6 +50,35 @@ TEST(Precision, Fp32MatchesTheHardwareConversion) {
     const double ours = round_to(Precision::fp32, x);
     const double hw = static_cast<double>(static_cast<float>(x));
     ASSERT_EQ(ours, hw) << "x = " << x;
+  }
+}
+
+// round_to_format has a bit-level fast path for double; it must agree with the
+// generic form (frexp / rint / ldexp) bit for bit, sign of zero included, on every
+// exponent range: ties, subnormals of the target, overflow, double subnormals.
+TEST(Precision, DoubleFastPathMatchesTheGenericForm) {
+  const auto same = [](double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0 || (a != a && b != b); };
+  Rng rng(11);
+  std::vector<double> xs = {0.0, -0.0, INFINITY, -INFINITY, NAN, 1.0, -1.0, 65504.0, 65520.0, 65519.99,
+                            3.3895313892515355e38, 3.40e38, -3.40e38, 1e300, -1e300, std::ldexp(1.0, -1074),
+                            -std::ldexp(1.0, -1074), std::ldexp(1.0, -1022), std::ldexp(1.0, -133),
+                            std::ldexp(1.0, -134), -std::ldexp(1.0, -134), std::ldexp(3.0, -135),
+                            std::ldexp(1.0, -25), -std::ldexp(1.0, -25), std::ldexp(3.0, -26)};
+  for (int i = 0; i < 200000; ++i) {
+    // Random signs, exponents over (and beyond) every target range, and mantissas
+    // that are often exact ties (few random low bits).
+    const double m = 1.0 + std::ldexp(static_cast<double>(rng.integer(0, 4095)), -12) +
+                     (i % 3 == 0 ? 0.0 : std::ldexp(rng.uniform(), -30));
+    const double x = (i % 2 ? -m : m) * std::ldexp(1.0, static_cast<int>(rng.integer(-160, 140)));
+    xs.push_back(x);
+  }
+  for (const double x : xs) {
+    for (Precision p : {Precision::fp32, Precision::fp16, Precision::bf16}) {
+      const double fast = round_to_format(x, format_of(p));
+      const double generic = round_to_format_generic(x, format_of(p));
+      ASSERT_TRUE(same(fast, generic)) << "x = " << x << " (" << to_string(p) << "): fast " << fast
+                                       << ", generic " << generic;
+    }
   }
 }
 

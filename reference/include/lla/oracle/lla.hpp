@@ -161,23 +161,36 @@ class LlaOracle {
     return Sigma.ldlt().solve(y);
   }
 
-  // Sigma p, matrix-free, with the operand rounding of CgSettings.
-  DenseVector<Scalar> matvec(const LlaRow<Scalar>& r, const DenseVector<Scalar>& p, const DenseVector<Scalar>& q,
+  // The key-side operand rows of the matvec: z_j (centred) or k_j = z_j + q
+  // (uncentred), rounded to the matvec precision. They do not change between CG
+  // iterations, so solve_cg forms them once (one aligned vector per key, so every
+  // dot product below sums in the same order as a freshly built vector would).
+  std::vector<DenseVector<Scalar>> matvec_operands(const LlaRow<Scalar>& r, const DenseVector<Scalar>& q) const {
+    const Precision P = prm_.cg.matvec_precision;
+    const bool centred = prm_.cg.form == MatvecForm::centred;
+    std::vector<DenseVector<Scalar>> rows_out(r.keys.size());
+    for (size_t j = 0; j < rows_out.size(); ++j) {
+      DenseVector<Scalar> row = r.Z.row(static_cast<Eigen::Index>(j)).transpose();
+      if (!centred) row += q;
+      rows_out[j] = round_vector<Scalar>(P, row);
+    }
+    return rows_out;
+  }
+
+  // Sigma p, matrix-free, with the operand rounding of CgSettings. `operands` are
+  // matvec_operands(r, q).
+  DenseVector<Scalar> matvec(const LlaRow<Scalar>& r, const std::vector<DenseVector<Scalar>>& operands,
+                             const DenseVector<Scalar>& p, const DenseVector<Scalar>& q,
                              const DenseVector<Scalar>& mu_tilde) const {
     const Precision P = prm_.cg.matvec_precision;
     const Precision SP = P == Precision::fp64 ? Precision::fp64 : Precision::fp32;
     const DenseVector<Scalar> u = round_vector<Scalar>(P, p);
-    const int64_t n = static_cast<int64_t>(r.keys.size());
     const bool centred = prm_.cg.form == MatvecForm::centred;
-    // Operand rows: z_j (centred) or k_j = z_j + q (uncentred), rounded to P.
     DenseVector<Scalar> acc = DenseVector<Scalar>::Zero(p.size());
-    for (int64_t j = 0; j < n; ++j) {
-      DenseVector<Scalar> row = r.Z.row(j).transpose();
-      if (!centred) row += q;
-      row = round_vector<Scalar>(P, row);
-      const Scalar dot = round_to(SP, Scalar(row.dot(u)));
-      const Scalar y = round_to(P, Scalar(r.w(j) * dot));
-      acc += y * row;
+    for (size_t j = 0; j < operands.size(); ++j) {
+      const Scalar dot = round_to(SP, Scalar(operands[j].dot(u)));
+      const Scalar y = round_to(P, Scalar(r.w(static_cast<Eigen::Index>(j)) * dot));
+      acc += y * operands[j];
     }
     acc = round_vector<Scalar>(SP, acc);
     if (!centred) {
@@ -212,8 +225,13 @@ class LlaOracle {
     const Scalar atol = static_cast<Scalar>(prm_.cg.atol), rtol = static_cast<Scalar>(prm_.cg.rtol);
     const Scalar threshold = rtol * std::max(atol, nu0);
     if (!active) rep.converged = true;  // zero right-hand side: x = 0 is exact
+    const auto operands = matvec_operands(r, q);
     for (int64_t it = 0; it < prm_.cg.max_iters; ++it) {
-      const DenseVector<Scalar> Sp = matvec(r, p, q, mu_tilde);
+      // A frozen row with finite state would only add 0 * p to x from here on (the
+      // kernels keep iterating; the result is the same), so the emulation stops.
+      // After a NaN/Inf stop the remaining iterations still run: 0 * Inf poisons x.
+      if (!active && !rep.non_finite) break;
+      const DenseVector<Scalar> Sp = matvec(r, operands, p, q, mu_tilde);
       const Scalar nu = rs(res.dot(z));
       const Scalar alpha = active ? rs(nu / rs(p.dot(Sp) + Scalar(1e-10))) : Scalar(0);
       if (active) ++rep.iterations;
