@@ -9,6 +9,7 @@
 #include <ostream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "lla/oracle/types.hpp"
 #include "lla/random.hpp"
@@ -23,6 +24,7 @@ enum class Magnitude {
   large_logits,         // rms-normed q, k scaled so that |scale * q.k| reaches ~1e3
   near_duplicate_keys,  // every key of a head is one vector plus 1e-6 noise (rank-deficient covariance)
   heavy_keys,           // N(0, 1), but every 16th key is 8x longer (a few keys dominate long rows)
+  clustered_keys,       // N(0, 1), but the keys of a head sit around 8 centres (spread 0.1): low-rank covariance
 };
 
 inline const char* to_string(Magnitude m) {
@@ -33,17 +35,24 @@ inline const char* to_string(Magnitude m) {
     case Magnitude::large_logits: return "large_logits";
     case Magnitude::near_duplicate_keys: return "near_duplicate_keys";
     case Magnitude::heavy_keys: return "heavy_keys";
+    case Magnitude::clustered_keys: return "clustered_keys";
   }
   return "?";
 }
 
+inline constexpr std::array<Magnitude, 7> kAllMagnitudes{
+    Magnitude::normal,     Magnitude::rms_normed,          Magnitude::large,
+    Magnitude::large_logits, Magnitude::near_duplicate_keys, Magnitude::heavy_keys,
+    Magnitude::clustered_keys};
+
 // Parses the names of to_string; throws std::invalid_argument otherwise.
 inline Magnitude parse_magnitude(const std::string& s) {
-  for (Magnitude m : {Magnitude::normal, Magnitude::rms_normed, Magnitude::large, Magnitude::large_logits,
-                      Magnitude::near_duplicate_keys, Magnitude::heavy_keys}) {
+  for (Magnitude m : kAllMagnitudes) {
     if (s == to_string(m)) return m;
   }
-  throw std::invalid_argument("unknown input distribution '" + s + "'");
+  std::string names;
+  for (Magnitude m : kAllMagnitudes) names += std::string(names.empty() ? "" : ", ") + to_string(m);
+  throw std::invalid_argument("unknown input distribution '" + s + "' (expected one of " + names + ")");
 }
 inline std::ostream& operator<<(std::ostream& os, Magnitude m) { return os << to_string(m); }
 
@@ -105,6 +114,23 @@ oracle::AttentionInputs<Scalar> make_inputs(const Problem& p, uint64_t seed, Mag
       for (int64_t j = 0; j < p.seqlen_k; j += 16)
         for (int64_t g = 0; g < p.heads_kv; ++g)
           for (int64_t d = 0; d < p.head_dim; ++d) in.k(b, j, g, d) *= Scalar(8);
+  }
+  if (mag == Magnitude::clustered_keys) {
+    // Real keys cluster; around a centre the weighted key covariance has small
+    // eigenvalues, which is what makes LLA's per-row systems ill-conditioned.
+    constexpr int kCentres = 8;
+    Rng rng(seed * 4 + 11);
+    for (int64_t b = 0; b < p.batch; ++b)
+      for (int64_t g = 0; g < p.heads_kv; ++g) {
+        std::vector<Scalar> centres(static_cast<size_t>(kCentres * p.head_dim));
+        for (auto& c : centres) c = static_cast<Scalar>(rng.normal());
+        for (int64_t j = 0; j < p.seqlen_k; ++j) {
+          const auto c = static_cast<size_t>(rng.integer(0, kCentres - 1));
+          for (int64_t d = 0; d < p.head_dim; ++d)
+            in.k(b, j, g, d) = centres[c * static_cast<size_t>(p.head_dim) + static_cast<size_t>(d)] +
+                               Scalar(0.1) * in.k(b, j, g, d);
+        }
+      }
   }
   return in;
 }
