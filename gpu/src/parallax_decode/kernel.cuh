@@ -78,10 +78,8 @@ __device__ __forceinline__ void load_floats(const T* src, int valid, float (&dst
   for (int i = 0; i < N; ++i) dst[i] = i < valid ? to_float(src[i]) : 0.0f;
 }
 
-// Address of the D-vector of key j of KV head g of batch entry b.
-template <class T>
-__device__ __forceinline__ const T* cache_row(const Params& p, const void* base, long long b, long long j,
-                                              long long g) {
+// Element offset of the D-vector of key j of KV head g of batch entry b.
+__device__ __forceinline__ long long cache_offset(const Params& p, long long b, long long j, long long g) {
   long long slot;
   if (p.page_table != nullptr) {
     const long long page = p.page_table[b * p.max_pages_per_seq + j / p.page_size];
@@ -89,7 +87,13 @@ __device__ __forceinline__ const T* cache_row(const Params& p, const void* base,
   } else {
     slot = b * p.seqlen_k + j;
   }
-  return static_cast<const T*>(base) + (slot * p.heads_kv + g) * p.head_dim;
+  return (slot * p.heads_kv + g) * p.head_dim;
+}
+
+template <class T>
+__device__ __forceinline__ const T* cache_row(const Params& p, const void* base, long long b, long long j,
+                                              long long g) {
+  return static_cast<const T*>(base) + cache_offset(p, b, j, g);
 }
 
 struct RowRange {

@@ -37,23 +37,28 @@ struct MmaTraits {
   static_assert(kMaxRows >= 1 && kMaxRows <= 8, "at most 8 rows: the other 8 mma rows are their probes");
   static_assert(kDMax == 64 || kDMax == 128 || kDMax == 256, "head dim buckets are 64, 128, 256");
   static constexpr int kKeysPerWarp = 16;  // one mma k-step of P.V
-  static constexpr int kTileKeys = kWarps * kKeysPerWarp;
-  // Stages: enough bytes in flight per SM while 2 CTAs (D <= 128) or 1 (D = 256) fit.
-  static constexpr int kStages = kDMax <= 64 ? 4 : kDMax <= 128 ? 3 : 2;
+  // At D = 256 two warps share each 16-key block (both compute its scores, each
+  // does P.V for half the head dim): half the O registers and half the shared
+  // memory per tile, so two CTAs fit on an SM instead of one.
+  static constexpr int kDSplit = kDMax == 256 ? 2 : 1;
+  static constexpr int kKeyGroups = kWarps / kDSplit;
+  static constexpr int kTileKeys = kKeyGroups * kKeysPerWarp;
+  // Three stages: two tiles in flight per CTA while the third is computed on.
+  static constexpr int kStages = 3;
   static constexpr int kRowBytes = kDMax * 2;
   // +16 bytes per row: the 8 row addresses of an ldmatrix phase hit 8 distinct 16-byte bank groups.
   static constexpr int kPitch = kRowBytes + 16;
   static constexpr int kTileBytes = kTileKeys * kPitch;
   static constexpr int kChunksPerRow = kRowBytes / 16;
   static constexpr int kKSteps = kDMax / 16;   // k-steps of the score mma
-  static constexpr int kNTiles = kDMax / 8;    // n-tiles of the P.V mma
+  static constexpr int kNTiles = kDMax / 8 / kDSplit;  // n-tiles of the P.V mma per warp
   // q/r fragments live in registers up to D = 128; at 256 they are re-read from
   // shared memory each tile (the O accumulators already take 128 registers there).
   static constexpr bool kQrInRegisters = kDMax <= 128;
   static constexpr size_t kQrBytes = size_t(16) * kPitch;
   static constexpr size_t kKvBytes = size_t(2) * kStages * kTileBytes;
   // After the key loop the K/V stages are reused for the warp combination.
-  static constexpr size_t kCombineBytes = size_t(kWarps) * kMaxRows * 2 * kDMax * sizeof(float);
+  static constexpr size_t kCombineBytes = size_t(kKeyGroups) * kMaxRows * 2 * kDMax * sizeof(float);
   static_assert(kCombineBytes <= kKvBytes, "warp combination fits in the K/V stages");
   static constexpr size_t kSmemBytes = kQrBytes + kKvBytes;
   // CTAs that fit on one SM (228 KB shared memory): used by the split heuristic.
@@ -117,6 +122,8 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   __shared__ MmaSmallState st;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int grp = lane / 4, quad = lane % 4;  // accumulator row (0..7) and column pair
+  const int key_group = warp % Traits::kKeyGroups, d_part = warp / Traits::kKeyGroups;
+  const int col0 = d_part * NT * 8;  // first head-dim column of this warp's P.V
   const CtaPlan<R> plan = plan_cta<R>(p, Traits::kTileKeys);
   const long long b = plan.b, g = plan.g, k_begin = plan.k_begin, k_end = plan.k_end;
   const int rows = plan.rows;
@@ -127,16 +134,30 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   unsigned char* k_stage = smem + Traits::kQrBytes;
   unsigned char* v_stage = k_stage + Traits::kStages * Traits::kTileBytes;
 
+  // Each thread copies one 16-byte chunk column of every (kThreads / kChunksPerRow)-th
+  // key. A contiguous cache steps by a fixed stride from key to key, so the 64-bit
+  // address math is done once per CTA; a paged cache looks up every key's page.
+  constexpr int kKeyStep = Traits::kThreads / Traits::kChunksPerRow;
+  static_assert(Traits::kThreads % Traits::kChunksPerRow == 0 && Traits::kTileKeys % kKeyStep == 0, "copy layout");
+  const int copy_chunk = threadIdx.x % Traits::kChunksPerRow, copy_key = threadIdx.x / Traits::kChunksPerRow;
+  const bool chunk_in_d = copy_chunk * 8 < D;
+  const long long key_stride = p.heads_kv * D;  // elements between consecutive keys (contiguous cache)
+  const long long contiguous_base = (b * p.seqlen_k * p.heads_kv + g) * D + copy_chunk * 8;
   auto load_tile = [&](int tile, int stage) {
     const long long key0 = k_begin + static_cast<long long>(tile) * Traits::kTileKeys;
-    for (int c = threadIdx.x; c < Traits::kTileKeys * Traits::kChunksPerRow; c += Traits::kThreads) {
-      const int kk = c / Traits::kChunksPerRow, chunk = c % Traits::kChunksPerRow;
-      const long long j = key0 + kk;
-      const bool fetch = j < k_end && chunk * 8 < D;
-      const T* ksrc = fetch ? cache_row<T>(p, p.k, b, j, g) + chunk * 8 : static_cast<const T*>(p.k);
-      const T* vsrc = fetch ? cache_row<T>(p, p.v, b, j, g) + chunk * 8 : static_cast<const T*>(p.v);
-      cp_async_16(k_stage + stage * Traits::kTileBytes + kk * Traits::kPitch + chunk * 16, ksrc, fetch);
-      cp_async_16(v_stage + stage * Traits::kTileBytes + kk * Traits::kPitch + chunk * 16, vsrc, fetch);
+    unsigned char* kdst = k_stage + stage * Traits::kTileBytes + copy_key * Traits::kPitch + copy_chunk * 16;
+    unsigned char* vdst = v_stage + stage * Traits::kTileBytes + copy_key * Traits::kPitch + copy_chunk * 16;
+#pragma unroll
+    for (int i = 0; i < Traits::kTileKeys / kKeyStep; ++i) {
+      const long long j = key0 + copy_key + i * kKeyStep;
+      const bool fetch = j < k_end && chunk_in_d;
+      long long off = 0;
+      if (fetch) {
+        off = p.page_table == nullptr ? contiguous_base + j * key_stride
+                                      : cache_offset(p, b, j, g) + copy_chunk * 8;
+      }
+      cp_async_16(kdst + i * kKeyStep * Traits::kPitch, static_cast<const T*>(p.k) + off, fetch);
+      cp_async_16(vdst + i * kKeyStep * Traits::kPitch, static_cast<const T*>(p.v) + off, fetch);
     }
   };
 #pragma unroll
@@ -201,25 +222,37 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     }
     cp_async_commit();
     const int stage = tile % Traits::kStages;
-    const int warp_key0 = warp * Traits::kKeysPerWarp;
+    const int warp_key0 = key_group * Traits::kKeysPerWarp;
     const unsigned char* kw = k_stage + stage * Traits::kTileBytes + warp_key0 * Traits::kPitch + k_lane_off;
     const unsigned char* vw = v_stage + stage * Traits::kTileBytes + warp_key0 * Traits::kPitch + v_lane_off;
 
     // 1. s and t for the warp's 16 keys: sc[n][0..1] = s, [2..3] = t of keys n*8 + 2*quad + {0,1}.
-    float sc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    // Two accumulators per key block (even / odd k-steps) halve the dependent mma chain.
+    float sc[2][4], sc_odd[2][4];
+#pragma unroll
+    for (int n = 0; n < 2; ++n) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) sc[n][c] = sc_odd[n][c] = 0.f;
+    }
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
       uint32_t kf[4];  // b0, b1 of keys 0..7, then of keys 8..15
       ldmatrix_x4(kf, kw + ks * 32);
+      float(&dst)[2][4] = ks % 2 == 0 ? sc : sc_odd;
       if constexpr (Traits::kQrInRegisters) {
-        mma_bf16(sc[0], qr_frag[ks], kf[0], kf[1]);
-        mma_bf16(sc[1], qr_frag[ks], kf[2], kf[3]);
+        mma_bf16(dst[0], qr_frag[ks], kf[0], kf[1]);
+        mma_bf16(dst[1], qr_frag[ks], kf[2], kf[3]);
       } else {
         uint32_t a[4];
         ldmatrix_x4(a, qr_lane + ks * 32);
-        mma_bf16(sc[0], a, kf[0], kf[1]);
-        mma_bf16(sc[1], a, kf[2], kf[3]);
+        mma_bf16(dst[0], a, kf[0], kf[1]);
+        mma_bf16(dst[1], a, kf[2], kf[3]);
       }
+    }
+#pragma unroll
+    for (int n = 0; n < 2; ++n) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) sc[n][c] += sc_odd[n][c];
     }
 
     // 2. Online update of row grp over the 16 keys (its 4 lanes hold 4 keys each).
@@ -239,7 +272,9 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
     const float m_new = fmaxf(m, tile_max);
     const float m_safe = m_new == -INFINITY ? 0.f : m_new;
-    const float alpha = expf(m - m_safe);  // 0 while m = -inf (nothing accumulated yet)
+    // Rescale only when the running max moved (after the first tiles it rarely does).
+    const bool rescale = m_new != m;
+    const float alpha = rescale ? expf(m - m_safe) : 1.f;  // 0 while m = -inf (nothing accumulated yet)
     m = m_new;
     float p1[2][2], p2[2][2];
 #pragma unroll
@@ -252,10 +287,12 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     }
     d1 = d1 * alpha + ((p1[0][0] + p1[0][1]) + (p1[1][0] + p1[1][1]));
     d2 = d2 * alpha + ((p2[0][0] + p2[0][1]) + (p2[1][0] + p2[1][1]));
+    if (rescale) {
 #pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
+      for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-      for (int c = 0; c < 4; ++c) acc[nt][c] *= alpha;
+        for (int c = 0; c < 4; ++c) acc[nt][c] *= alpha;
+      }
     }
 
     // 3. [O1; O2] += [p1; p2] . V, each weight as hi + mid + lo bf16 parts.
@@ -267,7 +304,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
 #pragma unroll
     for (int nt = 0; nt < NT; nt += 2) {
       uint32_t vf[4];  // b0, b1 of dims nt*8.., then of dims (nt+1)*8..
-      ldmatrix_x4_trans(vf, vw + nt * 16);
+      ldmatrix_x4_trans(vf, vw + (col0 / 8 + nt) * 16);
       mma_bf16(acc[nt], a_hi, vf[0], vf[1]);
       mma_bf16(acc[nt + 1], a_hi, vf[2], vf[3]);
       mma_bf16(acc[nt], a_mid, vf[0], vf[1]);
@@ -283,7 +320,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
   d2 += __shfl_xor_sync(0xffffffffu, d2, 1);
   d2 += __shfl_xor_sync(0xffffffffu, d2, 2);
-  if (quad == 0 && grp < R) {
+  if (quad == 0 && grp < R && d_part == 0) {  // the other D part holds the same sums
     st.warp_m[warp][grp] = m;
     st.warp_d1[warp][grp] = d1;
     st.warp_d2[warp][grp] = d2;
@@ -292,10 +329,10 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   if (threadIdx.x < R) {
     const int x = threadIdx.x;
     float mc = -INFINITY;
-    for (int w = 0; w < Traits::kWarps; ++w) mc = fmaxf(mc, st.warp_m[w][x]);
+    for (int w = 0; w < Traits::kKeyGroups; ++w) mc = fmaxf(mc, st.warp_m[w][x]);
     const float ms = mc == -INFINITY ? 0.f : mc;
     float s1 = 0.f, s2 = 0.f;
-    for (int w = 0; w < Traits::kWarps; ++w) {
+    for (int w = 0; w < Traits::kKeyGroups; ++w) {
       const float f = expf(st.warp_m[w][x] - ms);
       s1 += f * st.warp_d1[w][x];
       s2 += f * st.warp_d2[w][x];
@@ -305,15 +342,15 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     st.cta_d2[x] = s2;
   }
   __syncthreads();
-  float* combine = reinterpret_cast<float*>(k_stage);  // [warp][row][O1 | O2][kDMax]
+  float* combine = reinterpret_cast<float*>(k_stage);  // [key group][row][O1 | O2][kDMax]
   if (grp < R) {
     const float ms = st.cta_m[grp] == -INFINITY ? 0.f : st.cta_m[grp];
     const float f = expf(m - ms);
-    float* o1 = combine + ((warp * R + grp) * 2) * Traits::kDMax;
+    float* o1 = combine + ((key_group * R + grp) * 2) * Traits::kDMax;
     float* o2 = o1 + Traits::kDMax;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      const int col = nt * 8 + 2 * quad;
+      const int col = col0 + nt * 8 + 2 * quad;
       o1[col] = f * acc[nt][0];
       o1[col + 1] = f * acc[nt][1];
       o2[col] = f * acc[nt][2];
@@ -328,7 +365,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     const int x = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
     float o1 = 0.f, o2 = 0.f;
 #pragma unroll
-    for (int w = 0; w < Traits::kWarps; ++w) {
+    for (int w = 0; w < Traits::kKeyGroups; ++w) {
       o1 += combine[((w * R + x) * 2) * Traits::kDMax + d];
       o2 += combine[((w * R + x) * 2 + 1) * Traits::kDMax + d];
     }

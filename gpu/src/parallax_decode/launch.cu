@@ -100,6 +100,10 @@ int mma_ctas_per_sm(long long head_dim) {
   return head_dim <= 64 ? MmaTraits<64, 8>::kCtasPerSm
                         : head_dim <= 128 ? MmaTraits<128, 8>::kCtasPerSm : MmaTraits<256, 8>::kCtasPerSm;
 }
+int mma_tile_keys(long long head_dim) {
+  return head_dim <= 64 ? MmaTraits<64, 8>::kTileKeys
+                        : head_dim <= 128 ? MmaTraits<128, 8>::kTileKeys : MmaTraits<256, 8>::kTileKeys;
+}
 
 template <int kRows>
 void dispatch_mma(const Params& p, cudaStream_t stream) {
@@ -156,7 +160,8 @@ int decode_num_splits(const Problem& pr, int sm_count, DType dtype) {
     // run in waves of (SMs x CTAs per SM). Take the split count with the least modelled
     // time (ties: fewer splits, less merge work).
     const long long slots = static_cast<long long>(sm_count) * decode::mma_ctas_per_sm(pr.head_dim);
-    const long long tiles = std::max<long long>(1, (pr.seqlen_k + 63) / 64);
+    const long long tile_keys = decode::mma_tile_keys(pr.head_dim);
+    const long long tiles = std::max<long long>(1, (pr.seqlen_k + tile_keys - 1) / tile_keys);
     long long best = 1, best_cost = LLONG_MAX;
     for (long long s = 1; s <= std::min<long long>(64, tiles); ++s) {
       const long long waves = (ctas * s + slots - 1) / slots;
