@@ -1,10 +1,10 @@
 #pragma once
 // The split-KV merge: the partial states (m, d1, d2, O1, O2) of the splits of a row
-// combined in split order (deterministic), then o = (O1/d1)(1 + d2/d1) - O2/d1.
+// combined in a fixed order (deterministic), then o = (O1/d1)(1 + d2/d1) - O2/d1.
 //
 // Latency matters more than bytes here (at B = 1 the merge is on the critical
-// path): the split weights exp(m_s - m) are computed once per row into shared
-// memory, and the O sums then issue their independent loads back to back.
+// path): the split states are loaded by a warp at once, the weights exp(m_s - m)
+// go to shared memory once per row, and the O sums issue their loads back to back.
 // Partials are read through L2 (__ldcg): in the fused merge other CTAs wrote them.
 
 #include "kernel.cuh"
@@ -20,29 +20,52 @@ struct MergeScratch {
   long long orow[kMaxMergeRows];       // output row index (b, token, head flattened)
 };
 
-// Merges rows sc.orow[0 .. rows-1] with all threads of the block (blockDim.x).
-// The caller fills sc.orow and synchronises before the call.
+// Merges rows sc.orow[0 .. rows-1] with all threads of the block (blockDim.x, a
+// multiple of 32). The caller fills sc.orow and synchronises before the call.
+//   1. one warp per row: lanes load the splits' (m, d1, d2) side by side, then a
+//      fixed shuffle tree takes the max and the weighted sums (deterministic);
+//   2. one thread per (row, head dim): the weighted O sums over the splits.
 template <class T>
 __device__ void merge_rows(const Params& p, int rows, MergeScratch& sc) {
+  constexpr int kPerLane = kMaxSplits / 32;
   const long long D = p.head_dim;
   const int S = p.num_splits;
   const long long stride = partial_floats(static_cast<int>(D));
-  if (static_cast<int>(threadIdx.x) < rows) {
-    const int x = threadIdx.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  for (int x = warp; x < rows; x += warps) {
     const float* part = p.partials + sc.orow[x] * S * stride;
+    float ms[kPerLane], s1[kPerLane], s2[kPerLane];
     float m = -INFINITY;
-    for (int s = 0; s < S; ++s) m = fmaxf(m, __ldcg(part + s * stride));
-    const float ms = m == -INFINITY ? 0.f : m;
-    float d1 = 0.f, d2 = 0.f;
-    for (int s = 0; s < S; ++s) {
-      const float w = expf(__ldcg(part + s * stride) - ms);
-      sc.w[x][s] = w;
-      d1 += w * __ldcg(part + s * stride + 1);
-      d2 += w * __ldcg(part + s * stride + 2);
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int s = lane + 32 * i;
+      ms[i] = s < S ? __ldcg(part + s * stride) : -INFINITY;
+      s1[i] = s < S ? __ldcg(part + s * stride + 1) : 0.f;
+      s2[i] = s < S ? __ldcg(part + s * stride + 2) : 0.f;
+      m = fmaxf(m, ms[i]);
     }
-    sc.m[x] = m;
-    sc.d1[x] = d1;
-    sc.d2[x] = d2;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+    const float m_safe = m == -INFINITY ? 0.f : m;
+    float d1 = 0.f, d2 = 0.f;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int s = lane + 32 * i;
+      const float w = expf(ms[i] - m_safe);  // 0 for missing splits and empty ones
+      if (s < S) sc.w[x][s] = w;
+      d1 += w * s1[i];
+      d2 += w * s2[i];
+    }
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+      d1 += __shfl_xor_sync(0xffffffffu, d1, off);
+      d2 += __shfl_xor_sync(0xffffffffu, d2, off);
+    }
+    if (lane == 0) {
+      sc.m[x] = m;
+      sc.d1[x] = d1;
+      sc.d2[x] = d2;
+    }
   }
   __syncthreads();
   for (long long idx = threadIdx.x; idx < rows * D; idx += blockDim.x) {
@@ -50,7 +73,7 @@ __device__ void merge_rows(const Params& p, int rows, MergeScratch& sc) {
     const long long d = idx % D;
     const float* part = p.partials + sc.orow[x] * S * stride + 3 + d;
     float o1 = 0.f, o2 = 0.f;
-#pragma unroll 8
+#pragma unroll 16
     for (int s = 0; s < S; ++s) {
       o1 += sc.w[x][s] * __ldcg(part + s * stride);
       o2 += sc.w[x][s] * __ldcg(part + s * stride + D);
