@@ -6,7 +6,8 @@
 #   4. runs them under compute-sanitizer (memcheck, racecheck, initcheck, synccheck)
 #      with a reduced case count
 #   5. runs the decode benchmark and PyTorch SDPA (flash, cuDNN) on the same shapes
-#   6. prints a summary table last; JSON and logs go to $OUT (or build/gpu-check)
+#   6. prints a summary table last (with the bf16 max-norm error of the decode kernel);
+#      JSON and logs go to $OUT (or build/gpu-check)
 # usage: tools/gpu-check.sh [--quick] [--no-sanitizers] [--no-bench] [--build-only]
 #   --build-only stops after step 2 (for profiling: build/gpu/benchmarks/bench_parallax_decode
 #   --only SHAPE [--splits N] under ncu)
@@ -62,6 +63,9 @@ else
   st[tests]="FAILED: $(grep -Eo '[0-9]+% tests passed.*' "$out/tests.log" | head -1)"
 fi
 grep -E "tests passed|Failed|Skipped|device:" "$out/tests.log" | head -20
+# The accuracy lines (ctest hides a passing test's output): max-norm error vs the fp64 oracle.
+LLA_REQUIRE_GPU=1 build/gpu/tests/test_gpu_parallax_decode --gtest_filter='*MaxNorm*' 2>&1 |
+  grep "decode max-norm" >"$out/accuracy.log" || true
 
 # 4. compute-sanitizer, small case counts; the 2^31 test is excluded (its 8 GB under memcheck is too slow)
 if [[ $sanitize == 1 ]]; then

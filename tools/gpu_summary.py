@@ -21,6 +21,13 @@ def main():
     for k in ("device", "sass", "build", "tests", "memcheck", "racecheck", "initcheck", "synccheck"):
         if k in status:
             print("%-10s %s" % (k, status[k]))
+    try:
+        with open(os.path.join(out, "accuracy.log")) as f:
+            worst = [l.strip() for l in f if " worst " in l]
+        if worst:
+            print("accuracy   " + worst[-1].replace("decode max-norm relative error", "max-norm rel. error vs fp64"))
+    except OSError:
+        pass
     ours = load(os.path.join(out, "decode.json"))
     peer = load(os.path.join(out, "sdpa.json"))
     if not ours:

@@ -70,6 +70,11 @@ inline double kernel_bound(double baseline_error, double reference_max_abs, doub
   return tolerance::kBaselineFactor * baseline_error + tolerance::kFloorUnits * u * reference_max_abs;
 }
 
+// Issue 5's accuracy target for bf16 decode: max|o - o64| / max|o64| at most the level
+// of the published Parallax decode kernel. A target the kernel must meet on ordinary
+// inputs (Gaussian / RMS-normalised), checked next to the baseline-relative rule.
+inline constexpr double kDecodeMaxNormTargetBf16 = 4e-3;
+
 // Magnitude for the floor of a log-sum-exp: the larger of max|lse| and the largest
 // logit sum c sum_d |q_d k_d| (logit_abs of AttentionCondition), whose fp32
 // rounding every LSE inherits.

@@ -28,7 +28,12 @@
 
 namespace lla::gpu::decode {
 
-template <int kDMax_, int kMaxRows_>
+// Default configurations per head-dim bucket (see kDSplit and kStages below).
+constexpr int mma_default_dsplit(int d_max) { return d_max == 256 ? 2 : 1; }
+constexpr int mma_default_stages(int) { return 3; }
+
+template <int kDMax_, int kMaxRows_, int kDSplit_ = mma_default_dsplit(kDMax_),
+          int kStages_ = mma_default_stages(kDMax_)>
 struct MmaTraits {
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
@@ -37,14 +42,16 @@ struct MmaTraits {
   static_assert(kMaxRows >= 1 && kMaxRows <= 8, "at most 8 rows: the other 8 mma rows are their probes");
   static_assert(kDMax == 64 || kDMax == 128 || kDMax == 256, "head dim buckets are 64, 128, 256");
   static constexpr int kKeysPerWarp = 16;  // one mma k-step of P.V
-  // At D = 256 two warps share each 16-key block (both compute its scores, each
+  // kDSplit = 2: two warps share each 16-key block (both compute its scores, each
   // does P.V for half the head dim): half the O registers and half the shared
-  // memory per tile, so two CTAs fit on an SM instead of one.
-  static constexpr int kDSplit = kDMax == 256 ? 2 : 1;
+  // memory per tile, so more CTAs fit on an SM (at D = 256, two instead of one).
+  static constexpr int kDSplit = kDSplit_;
+  static_assert(kDSplit == 1 || kDSplit == 2, "P.V split over 1 or 2 warps");
   static constexpr int kKeyGroups = kWarps / kDSplit;
   static constexpr int kTileKeys = kKeyGroups * kKeysPerWarp;
-  // Three stages: two tiles in flight per CTA while the third is computed on.
-  static constexpr int kStages = 3;
+  // kStages - 1 tiles in flight per CTA while one is computed on.
+  static constexpr int kStages = kStages_;
+  static_assert(kStages >= 2, "at least double buffering");
   static constexpr int kRowBytes = kDMax * 2;
   // +16 bytes per row: the 8 row addresses of an ldmatrix phase hit 8 distinct 16-byte bank groups.
   static constexpr int kPitch = kRowBytes + 16;
@@ -199,6 +206,11 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   }
 
   const bool row_live = grp < rows;
+  // The running max and the exponents are kept in log2 units (exp2 is one MUFU
+  // instruction; expf adds a range reduction to every weight on the critical path).
+  // The CTA's max is converted back to natural units when it leaves the CTA.
+  const float scale_log2 = p.scale * 1.4426950408889634f;
+  constexpr float kLn2 = 0.6931471805599453f;
   RowRange range{0, 0};  // plan.ranges[grp], selected without a dynamic index (that would go to local memory)
 #pragma unroll
   for (int x = 0; x < R; ++x) {
@@ -264,7 +276,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
       for (int i = 0; i < 2; ++i) {
         const long long j = key0 + n * 8 + i;
         const bool valid = row_live && j < k_end && j >= range.begin && j < range.end;
-        sx[n][i] = valid ? sc[n][i] * p.scale : -INFINITY;
+        sx[n][i] = valid ? sc[n][i] * scale_log2 : -INFINITY;
         tile_max = fmaxf(tile_max, sx[n][i]);
       }
     }
@@ -274,14 +286,14 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     const float m_safe = m_new == -INFINITY ? 0.f : m_new;
     // Rescale only when the running max moved (after the first tiles it rarely does).
     const bool rescale = m_new != m;
-    const float alpha = rescale ? expf(m - m_safe) : 1.f;  // 0 while m = -inf (nothing accumulated yet)
+    const float alpha = rescale ? exp2f(m - m_safe) : 1.f;  // 0 while m = -inf (nothing accumulated yet)
     m = m_new;
     float p1[2][2], p2[2][2];
 #pragma unroll
     for (int n = 0; n < 2; ++n) {
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        p1[n][i] = sx[n][i] == -INFINITY ? 0.f : expf(sx[n][i] - m_safe);
+        p1[n][i] = sx[n][i] == -INFINITY ? 0.f : exp2f(sx[n][i] - m_safe);
         p2[n][i] = p1[n][i] * sc[n][2 + i];
       }
     }
@@ -333,7 +345,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     const float ms = mc == -INFINITY ? 0.f : mc;
     float s1 = 0.f, s2 = 0.f;
     for (int w = 0; w < Traits::kKeyGroups; ++w) {
-      const float f = expf(st.warp_m[w][x] - ms);
+      const float f = exp2f(st.warp_m[w][x] - ms);
       s1 += f * st.warp_d1[w][x];
       s2 += f * st.warp_d2[w][x];
     }
@@ -345,7 +357,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   float* combine = reinterpret_cast<float*>(k_stage);  // [key group][row][O1 | O2][kDMax]
   if (grp < R) {
     const float ms = st.cta_m[grp] == -INFINITY ? 0.f : st.cta_m[grp];
-    const float f = expf(m - ms);
+    const float f = exp2f(m - ms);
     float* o1 = combine + ((key_group * R + grp) * 2) * Traits::kDMax;
     float* o2 = o1 + Traits::kDMax;
 #pragma unroll
@@ -380,11 +392,11 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
         o = o1 * inv * (1.f + s2 * inv) - o2 * inv;
       }
       static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
-      if (d == 0 && p.lse) p.lse[orow] = s1 > 0.f ? st.cta_m[x] + logf(s1) : -INFINITY;
+      if (d == 0 && p.lse) p.lse[orow] = s1 > 0.f ? st.cta_m[x] * kLn2 + logf(s1) : -INFINITY;
     } else {
       float* part = p.partials + (orow * p.num_splits + split) * partial_floats(static_cast<int>(D));
       if (d == 0) {
-        part[0] = st.cta_m[x];
+        part[0] = st.cta_m[x] * kLn2;  // natural units, as the merge expects
         part[1] = s1;
         part[2] = s2;
       }

@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(Traits::kThreads) decode_kernel_pipelined(cons
 
 // bf16 with D % 8 == 0: tensor cores, fused split merge.
 template <class Traits>
-__global__ void __launch_bounds__(Traits::kThreads) decode_kernel_mma(const Params p) {
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm) decode_kernel_mma(const Params p) {
   extern __shared__ __align__(16) unsigned char smem[];
   decode_cta_mma<Traits>(p, smem);
 }
@@ -82,9 +82,9 @@ void launch(const Params& p, cudaStream_t stream) {
   }
 }
 
-template <int kDMax, int kRows>
-void launch_mma(const Params& p, cudaStream_t stream) {
-  using Traits = MmaTraits<kDMax, kRows>;
+template <int kDMax, int kRows, int kDSplit, int kStages>
+void launch_mma_config(const Params& p, cudaStream_t stream) {
+  using Traits = MmaTraits<kDMax, kRows, kDSplit, kStages>;
   const dim3 grid(static_cast<unsigned>(p.num_splits), static_cast<unsigned>(p.heads_kv * p.row_chunks),
                   static_cast<unsigned>(p.batch));
   static const cudaError_t opt_in = cudaFuncSetAttribute(
@@ -95,6 +95,13 @@ void launch_mma(const Params& p, cudaStream_t stream) {
 
 // The tensor-core body serves bf16 with D % 8 == 0 (16-byte rows for cp.async and ldmatrix).
 bool uses_mma(DType dtype, long long head_dim) { return dtype == DType::bf16 && head_dim % 8 == 0; }
+
+// Measured on an H200 (docs/gpu.md): the defaults of MmaTraits beat (kDSplit 2, 4 stages)
+// and (kDSplit 1, 2 stages) at D = 128 on the benchmark shapes.
+template <int kDMax, int kRows>
+void launch_mma(const Params& p, cudaStream_t stream) {
+  launch_mma_config<kDMax, kRows, mma_default_dsplit(kDMax), mma_default_stages(kDMax)>(p, stream);
+}
 
 int mma_ctas_per_sm(long long head_dim) {
   return head_dim <= 64 ? MmaTraits<64, 8>::kCtasPerSm
@@ -114,18 +121,16 @@ void dispatch_mma(const Params& p, cudaStream_t stream) {
 
 template <class T, int kRows>
 void dispatch_dim(const Params& p, cudaStream_t stream) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {  // bf16 with D % 8 == 0 never gets here
-    if (p.head_dim <= 64) return launch<T, 64, false, kRows>(p, stream);
-    if (p.head_dim <= 128) return launch<T, 128, false, kRows>(p, stream);
-    return launch<T, 256, false, kRows>(p, stream);
-  }
-  const bool vec = p.head_dim % 8 == 0;
+  // bf16 with D % 8 == 0 goes to the tensor-core body: only the scalar-load body is
+  // instantiated for bf16 here.
+  constexpr bool kHasVectorPath = !std::is_same_v<T, __nv_bfloat16>;
+  const bool vec = kHasVectorPath && p.head_dim % 8 == 0;
   if (p.head_dim <= 64) {
-    vec ? launch<T, 64, true, kRows>(p, stream) : launch<T, 64, false, kRows>(p, stream);
+    vec ? launch<T, 64, kHasVectorPath, kRows>(p, stream) : launch<T, 64, false, kRows>(p, stream);
   } else if (p.head_dim <= 128) {
-    vec ? launch<T, 128, true, kRows>(p, stream) : launch<T, 128, false, kRows>(p, stream);
+    vec ? launch<T, 128, kHasVectorPath, kRows>(p, stream) : launch<T, 128, false, kRows>(p, stream);
   } else {
-    vec ? launch<T, 256, true, kRows>(p, stream) : launch<T, 256, false, kRows>(p, stream);
+    vec ? launch<T, 256, kHasVectorPath, kRows>(p, stream) : launch<T, 256, false, kRows>(p, stream);
   }
 }
 
