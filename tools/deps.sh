@@ -14,6 +14,7 @@ packages=(
   libmpfr-dev libmpfrc++-dev   # multiprecision error bars for the oracle
   python3-numpy python3-h5py   # the Python access test of the fixtures (docs/fixtures.md)
   clang libclang-rt-14-dev     # the libFuzzer target of the fixture reader
+  gnuplot-nox                  # the plots of `lla compare` (docs/compare.md)
 )
 
 missing=()

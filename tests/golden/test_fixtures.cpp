@@ -14,47 +14,18 @@
 #include "lla/fixtures/suites.hpp"
 #include "lla/fixtures/verify.hpp"
 #include "lla/metrics.hpp"
+#include "support/cli.hpp"
 
 namespace lla::fixtures {
 namespace {
 
+using test::CommandResult;
+using test::run_lla;
+using test::TempDir;
+
 namespace fs = std::filesystem;
 
 const fs::path kGolden = fs::path(LLA_SOURCE_DIR) / "fixtures" / "golden";
-
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-// Runs the lla tool with the given arguments; stdout and stderr together.
-CommandResult run_lla(const std::string& args) {
-  const std::string cmd = std::string("'") + LLA_CLI_PATH + "' " + args + " 2>&1";
-  CommandResult r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, pipe)) r.output.append(buf, n);
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/lla-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

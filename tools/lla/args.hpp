@@ -2,6 +2,8 @@
 // A minimal option parser for the lla subcommands: --name value, --flag, and
 // positional arguments. Unknown options are usage errors (exit code 2).
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -64,6 +66,17 @@ inline Args parse_args(const std::vector<std::string>& argv, const std::set<std:
     }
   }
   return a;
+}
+
+// A progress bar on stderr: redrawn in place on a terminal, one line per call
+// otherwise (logs).
+inline void progress(size_t done, size_t total, const std::string& name) {
+  const bool tty = isatty(fileno(stderr));
+  const int width = 30;
+  const int filled = total ? static_cast<int>(width * done / total) : width;
+  std::fprintf(stderr, "%s[%.*s%*s] %zu/%zu %s%s", tty ? "\r" : "", filled, "##############################",
+               width - filled, "", done, total, name.c_str(), tty ? "\033[K" : "\n");
+  if (tty && done == total) std::fprintf(stderr, "\n");
 }
 
 // JSON string escaping for the --json outputs.

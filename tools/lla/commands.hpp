@@ -16,5 +16,6 @@ int run_demo(const std::vector<std::string>& args);
 int run_fixtures(const std::vector<std::string>& args);
 int run_verify(const std::vector<std::string>& args);
 int run_inspect(const std::vector<std::string>& args);
+int run_compare(const std::vector<std::string>& args);
 
 }  // namespace lla::cli

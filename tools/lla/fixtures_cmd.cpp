@@ -52,15 +52,6 @@ std::vector<fixtures::CaseSpec> selected(const std::string& suite, const std::st
   return out;
 }
 
-void progress(size_t done, size_t total, const std::string& name) {
-  const bool tty = isatty(fileno(stderr));
-  const int width = 30;
-  const int filled = total ? static_cast<int>(width * done / total) : width;
-  std::fprintf(stderr, "%s[%.*s%*s] %zu/%zu %s%s", tty ? "\r" : "", filled, "##############################",
-               width - filled, "", done, total, name.c_str(), tty ? "\033[K" : "\n");
-  if (tty && done == total) std::fprintf(stderr, "\n");
-}
-
 int generate(const std::vector<std::string>& argv) {
   const Args a = parse_args(argv, {"suite", "out", "filter", "commit"}, {"force", "json", "help"});
   if (a.has("help")) {

@@ -21,6 +21,7 @@ const std::map<std::string, Command>& commands() {
       {"fixtures", {"generate golden HDF5 fixtures (generate, oracle-candidate)", lla::cli::run_fixtures}},
       {"verify", {"judge candidate outputs against a fixture folder", lla::cli::run_verify}},
       {"inspect", {"validate one fixture and print its attributes, datasets and error bar", lla::cli::run_inspect}},
+      {"compare", {"measure LLA's solvers and Parallax against the fp64 oracle over a sweep", lla::cli::run_compare}},
   };
   return table;
 }
