@@ -394,8 +394,8 @@ TEST(CompareCli, WritesTheFilesAndTheHeadline) {
   EXPECT_NE(md.find("lla_cg bf16"), std::string::npos);
   // gnuplot is installed by tools/deps.sh; when it is there the plots must be drawn.
   if (std::system("gnuplot --version >/dev/null 2>&1") == 0) {
-    EXPECT_TRUE(fs::exists(tmp.path() / "plot_01_o_vs_lambda.svg")) << r.output;
-    EXPECT_NE(md.find("plot_01_o_vs_lambda.svg"), std::string::npos);
+    EXPECT_TRUE(fs::exists(tmp.path() / "plot_01_sweep_o_vs_lambda.svg")) << r.output;
+    EXPECT_NE(md.find("plot_01_sweep_o_vs_lambda.svg"), std::string::npos);
   }
 }
 
@@ -404,7 +404,7 @@ TEST(CompareCli, WithoutGnuplotEverythingElseIsWrittenAndTheReasonGiven) {
   const auto r = run_lla("compare --out '" + tmp.path().string() + "' " + kTiny, "PATH=/nonexistent");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* f : {"compare.csv", "summary.json", "report.md"}) EXPECT_TRUE(fs::exists(tmp.path() / f)) << f;
-  EXPECT_FALSE(fs::exists(tmp.path() / "plot_01_o_vs_lambda.svg"));
+  EXPECT_FALSE(fs::exists(tmp.path() / "plot_01_sweep_o_vs_lambda.svg"));
   EXPECT_NE(r.output.find("skipped: gnuplot was not found"), std::string::npos) << r.output;
   std::ifstream json(tmp.path() / "summary.json");
   const std::string js{std::istreambuf_iterator<char>(json), {}};

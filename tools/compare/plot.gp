@@ -1,7 +1,7 @@
 # One plot of `lla compare`, read from its CSV (the source of truth; docs/compare.md).
 # `lla compare` calls it once per plot:
 #
-#   gnuplot -e "csv='DIR/compare.csv'; out='DIR/plot_01_o_vs_lambda.svg'; xcol='lambda';
+#   gnuplot -e "csv='DIR/compare.csv'; out='DIR/plot_01_lambda_o_vs_lambda.svg'; xcol='lambda';
 #               ycol='o_max_rel_err'; where='panel=lambda L=1024 D=64 ...';
 #               series='lla_cg:bf16 parallax:bf16 ...'; tol=0.01; plot_title='...'" plot.gp
 #

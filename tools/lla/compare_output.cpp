@@ -1,6 +1,7 @@
 // `lla compare`: the CSV (the source of truth), the findings written from its numbers,
 // the headline table, the plot selections, the JSON summary and the markdown report.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -91,6 +92,13 @@ std::string describe(const Config& c, std::initializer_list<Axis> except) {
   std::string s;
   for (const auto& p : parts) s += (s.empty() ? "" : ", ") + p;
   return s;
+}
+
+// Panel names come from presets or the user; keep file names to [A-Za-z0-9_-].
+std::string safe_file_part(const std::string& s) {
+  std::string out;
+  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) || c == '-' ? c : '_';
+  return out;
 }
 
 std::string series_of(const Result& r) { return std::string(to_string(r.method)) + " " + to_string(r.config.precision); }
@@ -487,10 +495,9 @@ std::vector<PlotSpec> plot_specs(const Plan& plan, const std::vector<Result>& re
         if (grads && !plan.gradients) continue;
         PlotSpec p;
         const Config& c = group.front()->config;
-        char file[96];
-        std::snprintf(file, sizeof file, "plot_%02zu_%s_vs_%s.svg", out.size() + 1, grads ? "grad" : "o",
-                      column_of(x));
-        p.file = file;
+        char number[16];
+        std::snprintf(number, sizeof number, "plot_%02zu_", out.size() + 1);
+        p.file = number + safe_file_part(c.panel) + (grads ? "_grad" : "_o") + "_vs_" + column_of(x) + ".svg";
         p.title = c.panel + ": " + (grads ? "gradients" : "output o") + ", " + describe(c, {x, Axis::precision});
         p.x_column = column_of(x);
         p.y_column = grads ? "grad_max_rel_err" : "o_max_rel_err";

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 
 #include "compare.hpp"
 #include "lla/metrics.hpp"
@@ -59,6 +60,14 @@ Problem cg_problem(Method m, const Config& c) {
   return p;
 }
 
+// Parallax and softmax as a kernel with inputs in P computes them: the oracle's own
+// algorithm with products of P values accumulated in fp32 (the project's tolerance
+// baseline), or the oracle itself at P = fp64. `run` takes the inputs to use.
+template <class Run>
+auto with_working_inputs(const Config& c, const oracle::AttentionInputs<double>& in, Run&& run) {
+  return c.precision == Precision::fp64 ? run(in) : run(oracle::cast_inputs<float>(in));
+}
+
 Forward not_available(const std::string& why) {
   Forward f;
   f.available = false;
@@ -78,11 +87,12 @@ Forward emulated_forward(Method m, const Config& c, const oracle::AttentionInput
     case Method::lla_cg_jacobi: return lla_result(oracle::lla_forward(cg_problem(m, c), in, no_diagnostics), out);
     case Method::parallax:
     case Method::softmax: {
-      // The fp64 oracle's algorithm in fp32: products of inputs in the config's
-      // precision with fp32 accumulation, as the project's tolerance baseline.
       const Problem p = config_problem(c, oracle_variant(m));
-      if (c.precision == Precision::fp64) return Forward{true, "", oracle::attention_forward(p, in).o, {}, {}, {}, {}};
-      return Forward{true, "", rounded(out, oracle::attention_forward(p, oracle::cast_inputs<float>(in)).o), {}, {}, {}, {}};
+      return with_working_inputs(c, in, [&](const auto& x) {
+        Forward f;
+        f.o = rounded(out, oracle::attention_forward(p, x).o);
+        return f;
+      });
     }
     case Method::parallax_gpu: return gpu_parallax_forward(c, in);
   }
@@ -102,9 +112,10 @@ Backward emulated_backward(Method m, const Config& c, const oracle::AttentionInp
     case Method::parallax:
     case Method::softmax: {
       const Problem p = config_problem(c, oracle_variant(m));
-      if (c.precision == Precision::fp64) return grads_result(oracle::attention_backward(p, in, dout), out);
-      return grads_result(oracle::attention_backward(p, oracle::cast_inputs<float>(in), tensor_cast<float>(dout)),
-                          out);
+      return with_working_inputs(c, in, [&](const auto& x) {
+        using T = std::decay_t<decltype(x.q.data()[0])>;
+        return grads_result(oracle::attention_backward(p, x, tensor_cast<T>(dout)), out);
+      });
     }
     case Method::parallax_gpu: return Backward{false, "the decode kernel has no backward", {}};
   }
