@@ -424,6 +424,7 @@ TEST(CompareCli, BadArgumentsExitTwoWithAMessage) {
       {"compare " + out + "--lambda 1..10", "needs a step"},
       {"compare " + out + "--colour red", "unknown option --colour"},
       {"compare " + out + "--seed 1,2", "--seed takes one value"},
+      {"compare " + out + "--jobs 0", "--jobs: 0 is outside [1, 256]"},
   };
   for (const auto& [args, says] : cases) {
     const auto r = run_lla(args);

@@ -164,7 +164,11 @@ int run_compare(const std::vector<std::string>& argv) {
   int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   try {
     plan = plan_from(a);
-    if (a.has("jobs")) jobs = static_cast<int>(parse_integer_axis("jobs", a.get("jobs"), 1, 256).front());
+    if (a.has("jobs")) {
+      const auto j = parse_integer_axis("jobs", a.get("jobs"), 1, 256);
+      if (j.size() != 1) throw SweepError("--jobs takes one value");
+      jobs = static_cast<int>(j.front());
+    }
   } catch (const SweepError& e) {
     throw UsageError(e.what());
   }
