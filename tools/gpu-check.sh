@@ -45,7 +45,7 @@ st[device]=$(nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gp
 if cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLA_GPU=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
      -DCMAKE_PREFIX_PATH=/opt/deps/usr -DHDF5_ROOT=/opt/deps/usr \
      -DHDF5_C_LIBRARY_hdf5=/opt/deps/usr/lib/x86_64-linux-gnu/hdf5/serial/libhdf5.so >"$out/configure.log" 2>&1 &&
-   cmake --build build/gpu -j "$(nproc)" --target test_gpu_device test_gpu_parallax_decode bench_parallax_decode \
+   cmake --build build/gpu -j "$(nproc)" --target test_gpu_device test_gpu_parallax_decode test_gpu_parallax_train bench_parallax_decode \
      >"$out/build.log" 2>&1; then
   st[build]="ok"
 else
@@ -64,14 +64,15 @@ else
 fi
 grep -E "tests passed|Failed|Skipped|device:" "$out/tests.log" | head -20
 # The accuracy lines (ctest hides a passing test's output): max-norm error vs the fp64 oracle.
-LLA_REQUIRE_GPU=1 build/gpu/tests/test_gpu_parallax_decode --gtest_filter='*MaxNorm*' 2>&1 |
-  grep "decode max-norm" >"$out/accuracy.log" || true
+{ LLA_REQUIRE_GPU=1 build/gpu/tests/test_gpu_parallax_decode --gtest_filter='*MaxNorm*' 2>&1
+  LLA_REQUIRE_GPU=1 build/gpu/tests/test_gpu_parallax_train --gtest_filter='*MaxNorm*' 2>&1; } |
+  grep "max-norm relative error" >"$out/accuracy.log" || true
 
 # 4. compute-sanitizer, small case counts; the 2^31 test is excluded (its 8 GB under memcheck is too slow)
 if [[ $sanitize == 1 ]]; then
   for tool in memcheck racecheck initcheck synccheck; do
     ok=1
-    for t in test_gpu_device test_gpu_parallax_decode; do
+    for t in test_gpu_device test_gpu_parallax_decode test_gpu_parallax_train; do
       RC_PARAMS="max_success=4" LLA_REQUIRE_GPU=1 timeout 600 compute-sanitizer --tool "$tool" --error-exitcode=1 \
         "build/gpu/tests/$t" --gtest_filter=-*SixtyFourBit* >"$out/sanitizer.tmp" 2>&1 || ok=0
       { echo "=== $tool $t"; grep -E "=========|PASSED|FAILED" "$out/sanitizer.tmp" | head -60; } >>"$out/sanitizers.log"

@@ -24,8 +24,8 @@ def main():
     try:
         with open(os.path.join(out, "accuracy.log")) as f:
             worst = [l.strip() for l in f if " worst " in l]
-        if worst:
-            print("accuracy   " + worst[-1].replace("decode max-norm relative error", "max-norm rel. error vs fp64"))
+        for line in worst:  # one summary line per kernel (decode, training forward)
+            print("accuracy   " + line.replace("max-norm relative error", "max-norm rel. error vs fp64"))
     except OSError:
         pass
     ours = load(os.path.join(out, "decode.json"))

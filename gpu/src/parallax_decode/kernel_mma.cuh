@@ -23,6 +23,7 @@
 // are deterministic.
 
 #include "kernel.cuh"
+#include "../common/mma.cuh"
 #include "kernel_pipelined.cuh"  // cp.async helpers
 #include "merge.cuh"
 
@@ -80,42 +81,10 @@ struct MmaSmallState {
   MergeScratch merge;
 };
 
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) {
-  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem) {
-  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-}
-// d += a . b, m16n8k16, bf16 inputs, fp32 accumulators.
-__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo_half, float hi_half) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo_half, hi_half);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-// x = hi + mid + lo exactly up to fp32 rounding of the residuals: three bf16x2 words.
-__device__ __forceinline__ void split3(float x0, float x1, uint32_t& hi, uint32_t& mid, uint32_t& lo) {
-  const __nv_bfloat16 h0 = __float2bfloat16_rn(x0), h1 = __float2bfloat16_rn(x1);
-  const float r0 = x0 - __bfloat162float(h0), r1 = x1 - __bfloat162float(h1);
-  const __nv_bfloat16 m0 = __float2bfloat16_rn(r0), m1 = __float2bfloat16_rn(r1);
-  const float s0 = r0 - __bfloat162float(m0), s1 = r1 - __bfloat162float(m1);
-  __nv_bfloat162 h{h0, h1}, m{m0, m1};
-  hi = *reinterpret_cast<const uint32_t*>(&h);
-  mid = *reinterpret_cast<const uint32_t*>(&m);
-  lo = pack_bf16(s0, s1);
-}
+using ptx::ldmatrix_x4;
+using ptx::ldmatrix_x4_trans;
+using ptx::mma_bf16;
+using ptx::split3_bf16;
 
 // Split counters live after the partials in the workspace (one int per CTA row group).
 __host__ __device__ inline long long merge_counters_offset_floats(long long out_rows, int num_splits, int head_dim) {
@@ -309,10 +278,10 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
 
     // 3. [O1; O2] += [p1; p2] . V, each weight as hi + mid + lo bf16 parts.
     uint32_t a_hi[4], a_mid[4], a_lo[4];
-    split3(p1[0][0], p1[0][1], a_hi[0], a_mid[0], a_lo[0]);  // row grp,     keys 2q..2q+1
-    split3(p2[0][0], p2[0][1], a_hi[1], a_mid[1], a_lo[1]);  // row grp + 8, keys 2q..2q+1
-    split3(p1[1][0], p1[1][1], a_hi[2], a_mid[2], a_lo[2]);  // row grp,     keys 8+2q..
-    split3(p2[1][0], p2[1][1], a_hi[3], a_mid[3], a_lo[3]);  // row grp + 8, keys 8+2q..
+    split3_bf16(p1[0][0], p1[0][1], a_hi[0], a_mid[0], a_lo[0]);  // row grp,     keys 2q..2q+1
+    split3_bf16(p2[0][0], p2[0][1], a_hi[1], a_mid[1], a_lo[1]);  // row grp + 8, keys 2q..2q+1
+    split3_bf16(p1[1][0], p1[1][1], a_hi[2], a_mid[2], a_lo[2]);  // row grp,     keys 8+2q..
+    split3_bf16(p2[1][0], p2[1][1], a_hi[3], a_mid[3], a_lo[3]);  // row grp + 8, keys 8+2q..
 #pragma unroll
     for (int nt = 0; nt < NT; nt += 2) {
       uint32_t vf[4];  // b0, b1 of dims nt*8.., then of dims (nt+1)*8..

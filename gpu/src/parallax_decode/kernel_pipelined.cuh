@@ -8,6 +8,7 @@
 // Each warp keeps its own running max and sums; the warps are combined at the end
 // in warp order (deterministic), as in the simple body (kernel.cuh).
 
+#include "../common/mma.cuh"
 #include "kernel.cuh"
 
 namespace lla::gpu::decode {
@@ -25,16 +26,9 @@ struct PipelinedLayout {
   static constexpr size_t kKvBytes = size_t(2) * kStages * kTileBytes;  // K and V stages
 };
 
-__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool fetch) {
-  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  const int bytes = fetch ? 16 : 0;  // 0: zero-fill, global memory is not read
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
+using ptx::cp_async_16;
+using ptx::cp_async_commit;
+using ptx::cp_async_wait;
 
 template <class Traits>
 __device__ void decode_cta_pipelined(const Params& p, SharedStorage<Traits>& sm, unsigned char* kv_smem) {

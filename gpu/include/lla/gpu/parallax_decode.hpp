@@ -20,12 +20,11 @@
 #include <cstdint>
 #include <string>
 
+#include "lla/gpu/types.hpp"
 #include "lla/problem.hpp"
 
 namespace lla::gpu {
 
-enum class DType { bf16, fp16 };
-const char* to_string(DType d);
 
 struct PagedCache {
   const int32_t* page_table = nullptr;  // device, (batch, max_pages_per_seq); null = contiguous cache
@@ -56,10 +55,7 @@ struct DecodeArgs {
   size_t workspace_bytes = 0;
 };
 
-struct DecodeStatus {
-  bool ok = true;
-  std::string message;  // why the call was refused (unsupported or invalid arguments)
-};
+using DecodeStatus = Status;
 
 // The split count the heuristic picks for this problem on a device with sm_count SMs.
 // (bf16 with D % 8 == 0 runs the tensor-core body, fp16 and other D the CUDA-core body.)

@@ -1,0 +1,47 @@
+#pragma once
+// Parallax training kernels on the GPU (forward; the backward is planned, docs/training.md).
+// Host-only header: no CUDA types, so CPU code can include it.
+//
+//   q, r, o, vbar : (B, Lq, Hq, D)     dense, or (1, total_q, Hq, D) packed varlen
+//   k, v          : (B, Lk, Hkv, D)    dense, or (1, total_k, Hkv, D) packed varlen
+//   lse, tbar     : (B, Lq, Hq) fp32   (or (1, total_q, Hq))
+//
+// What the forward saves for the backward (spec: parallax.md, section 5), one set of
+// units for all of it:
+//   lse  = m + log d1, natural log (m = max_j s_ij, s = c q.k); -inf on empty rows
+//   tbar = sum_j p_ij t_ij (t = r.k); 0 on empty rows
+//   vbar = sum_j p_ij v_j in the input dtype; 0 on empty rows
+// Masks: causal (aligned to the end of the keys) or not, sliding window, GQA/MQA,
+// packed varlen batches (cu_seqlens; empty and length-1 sequences allowed).
+// bf16 inputs, fp32 accumulation, outputs in bf16. All pointers 16-byte aligned.
+
+#include <cstdint>
+
+#include "lla/gpu/types.hpp"
+#include "lla/problem.hpp"
+
+namespace lla::gpu {
+
+struct TrainForwardArgs {
+  // Shapes and masks. In varlen mode the host cu_seqlens in the Problem size the
+  // grid; the kernel reads the device copies below.
+  Problem problem;
+  DType dtype = DType::bf16;
+  const void* q = nullptr;
+  const void* r = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* o = nullptr;
+  void* vbar = nullptr;   // optional: saved for the backward
+  float* lse = nullptr;   // optional
+  float* tbar = nullptr;  // optional
+  const int32_t* cu_seqlens_q = nullptr;  // device, varlen only
+  const int32_t* cu_seqlens_k = nullptr;  // device, varlen only (null = same as q)
+};
+
+// Validates, then launches on `stream` (a cudaStream_t passed as void*). Refused with
+// a message (nothing launched): fp16 and head_dim > 128 (not implemented yet), other
+// variants, missing or misaligned pointers, an invalid Problem.
+Status parallax_forward(const TrainForwardArgs& args, void* stream);
+
+}  // namespace lla::gpu

@@ -1,0 +1,38 @@
+#pragma once
+// Compile-time shape of the Parallax training forward (one place for every constant).
+//
+// One CTA owns 64 query rows of one (sequence, query head); each of its 4 warps owns
+// 16 rows (one mma m16 block) and walks the CTA's key range in tiles of 32 keys.
+// K and V tiles arrive in shared memory by cp.async, double-buffered.
+
+#include <cstddef>
+
+namespace lla::gpu::train {
+
+template <int kDMax_, bool kVectorised_>
+struct ForwardTraits {
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kBlockM = kWarps * 16;  // query rows per CTA
+  static constexpr int kDMax = kDMax_;         // head-dim bucket; columns past D are zero
+  // Keys per tile: at D = 128 the two O accumulators take 128 registers a thread,
+  // so the score blocks stay at 16 keys (32 at D = 64) to avoid spills.
+  static constexpr int kBlockN = kDMax >= 128 ? 16 : 32;
+  static constexpr int kStages = 2;
+  static_assert(kDMax == 64 || kDMax == 128, "head dim buckets 64 and 128 (256: not yet)");
+  // D % 8 == 0: rows copied by 16-byte cp.async; otherwise element by element
+  // (never a byte past D: it may belong to a row the kernel must not read).
+  static constexpr bool kVectorised = kVectorised_;
+  static constexpr int kRowBytes = kDMax * 2;
+  static constexpr int kPitch = kRowBytes + 16;  // conflict-free ldmatrix phases
+  static constexpr int kChunksPerRow = kRowBytes / 16;
+  static constexpr int kKSteps = kDMax / 16;      // k-steps of Q.K^T and R.K^T
+  static constexpr int kScoreTiles = kBlockN / 8; // n-tiles of a score block (16 x kBlockN)
+  static constexpr int kPvSteps = kBlockN / 16;   // k-steps of P.V
+  static constexpr int kOutTiles = kDMax / 8;     // n-tiles of O (16 x D)
+  static constexpr size_t kQBytes = size_t(kBlockM) * kPitch;
+  static constexpr size_t kTileBytes = size_t(kBlockN) * kPitch;
+  static constexpr size_t kSmemBytes = 2 * kQBytes + 2 * kStages * kTileBytes;  // Q, R, K and V stages
+};
+
+}  // namespace lla::gpu::train
