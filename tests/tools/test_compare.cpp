@@ -377,6 +377,53 @@ TEST(CompareCsv, DocsDescribeEveryColumn) {
   for (const auto& c : kColumns) EXPECT_NE(doc.find("`" + c + "`"), std::string::npos) << c;
 }
 
+// --- findings ------------------------------------------------------------------------------
+
+// Results with given output errors along lambda, for the findings logic alone.
+std::vector<Result> along_lambda(const Plan& plan, const std::vector<double>& cg, const std::vector<double>& px) {
+  std::vector<Result> out;
+  const auto configs = plan.configs();
+  for (size_t i = 0; i < configs.size(); ++i) {
+    for (Method m : plan.methods) {
+      Result r;
+      r.config = configs[i];
+      r.method = m;
+      r.metrics.o_max_rel_err = m == Method::lla_cg ? cg[i] : px[i];
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+std::string verdict_of(const Plan& plan, const std::vector<Result>& results) {
+  for (const auto& f : findings(plan, results))
+    for (const auto& item : f.items)
+      if (item.rfind("Verdict: ", 0) == 0) return item;
+  return "";
+}
+
+TEST(CompareFindings, TheVerdictIsWrittenFromTheNumbers) {
+  Plan plan;
+  plan.sweeps[0].lambdas = {0.1, 1, 10, 100};
+  plan.sweeps[0].precisions = {Precision::bf16};
+  plan.methods = {Method::lla_cg, Method::parallax};
+  EXPECT_EQ(verdict_of(plan, along_lambda(plan, {0.5, 0.05, 0.005, 0.002}, {0.003, 0.003, 0.003, 0.003})),
+            "Verdict: lla_cg bf16 stops meeting 0.01 below lambda = 10 (5.0e-02 at lambda = 1); parallax bf16 "
+            "stays within it at every lambda (worst 3.0e-03 at lambda = 0.1)");
+  EXPECT_NE(verdict_of(plan, along_lambda(plan, {0.5, 0.05, 0.005, 0.002}, {0.003, 0.02, 0.003, 0.003}))
+                .find("parallax bf16 does NOT stay within it (worst 2.0e-02 at lambda = 1)"),
+            std::string::npos);
+  EXPECT_NE(verdict_of(plan, along_lambda(plan, {0.005, 0.004, 0.003, 0.002}, {0.003, 0.003, 0.003, 0.003}))
+                .find("meets 0.01 at every lambda tested, so there is no threshold"),
+            std::string::npos);
+  EXPECT_NE(verdict_of(plan, along_lambda(plan, {0.5, 0.05, 0.02, 0.002}, {0.003, 0.003, 0.003, 0.003}))
+                .find("below lambda = 100 (2.0e-02 at lambda = 10)"),
+            std::string::npos);
+  EXPECT_NE(verdict_of(plan, along_lambda(plan, {0.5, 0.005, 0.05, 0.002}, {0.003, 0.003, 0.003, 0.003}))
+                .find("no single threshold"),
+            std::string::npos);
+}
+
 // --- the command ------------------------------------------------------------------------
 
 const std::string kTiny = "--lambda 0.1,10 --iters 4 --length 10 --head-dim 4 --quiet";

@@ -88,7 +88,7 @@ Forward gpu_parallax_forward(const Config& c, const oracle::AttentionInputs<doub
 
 #else
 
-std::string gpu_availability() { return "this build has no CUDA (nvcc was not found when it was configured)"; }
+std::string gpu_availability() { return "this build has no CUDA: nvcc was not found when it was configured"; }
 
 Forward gpu_parallax_forward(const Config&, const oracle::AttentionInputs<double>&) {
   Forward f;

@@ -101,7 +101,6 @@ std::string safe_file_part(const std::string& s) {
   return out;
 }
 
-std::string series_of(const Result& r) { return std::string(to_string(r.method)) + " " + to_string(r.config.precision); }
 
 // Results grouped by panel and every axis except `except`, in order of first appearance.
 std::vector<std::vector<const Result*>> group_by(const std::vector<const Result*>& results,
@@ -237,38 +236,71 @@ std::string csv_field(const std::string& s) {
 
 // --- findings ------------------------------------------------------------------------
 
-// Where a series meets the tolerance along lambda (rows sorted by lambda).
-std::string lambda_sentence(const std::vector<const Result*>& rows, double tol, bool gradients) {
-  std::vector<std::pair<double, double>> pts;  // lambda, error
+// A series' errors along lambda, split by the tolerance.
+struct LambdaSplit {
+  std::vector<std::pair<double, double>> points, pass, fail;  // (lambda, error), by lambda
+  // Fails below some lambda and meets the tolerance from there up.
+  bool threshold() const { return !pass.empty() && !fail.empty() && fail.back().first < pass.front().first; }
+  std::pair<double, double> worst() const {
+    return *std::max_element(points.begin(), points.end(), [](auto a, auto b) { return a.second < b.second; });
+  }
+  std::pair<double, double> best() const {
+    return *std::min_element(points.begin(), points.end(), [](auto a, auto b) { return a.second < b.second; });
+  }
+};
+
+LambdaSplit split_by_tolerance(const std::vector<const Result*>& rows, double tol, bool gradients) {
+  LambdaSplit s;
   for (const auto* r : rows) {
     if (!r->available) continue;
     const auto e = gradients ? r->metrics.grad_max_rel_err() : std::optional<double>(r->metrics.o_max_rel_err);
-    if (e) pts.emplace_back(r->config.lambda, *e);
+    if (e) s.points.emplace_back(r->config.lambda, *e);
   }
-  if (pts.empty()) return "";
-  std::sort(pts.begin(), pts.end());
-  std::vector<std::pair<double, double>> pass, fail;
-  for (const auto& pt : pts) (pt.second <= tol ? pass : fail).push_back(pt);
-  const std::string s = series_of(*rows.front());
-  auto at = [](const std::pair<double, double>& pt) {
-    return short_number(pt.second) + " at lambda = " + format_number(pt.first);
-  };
-  if (fail.empty()) {
-    const auto worst = *std::max_element(pts.begin(), pts.end(), [](auto a, auto b) { return a.second < b.second; });
-    return s + " meets " + format_number(tol) + " at every lambda tested (worst " + at(worst) + ")";
-  }
-  if (pass.empty()) {
-    const auto best = *std::min_element(pts.begin(), pts.end(), [](auto a, auto b) { return a.second < b.second; });
-    return s + " fails " + format_number(tol) + " at every lambda tested (best " + at(best) + ")";
-  }
-  if (fail.back().first < pass.front().first) {
-    return s + " meets " + format_number(tol) + " for lambda >= " + format_number(pass.front().first) + " (" +
-           at(pass.front()) + ") and fails for lambda <= " + format_number(fail.back().first) + " (" +
-           at(fail.back()) + ")";
+  std::sort(s.points.begin(), s.points.end());
+  for (const auto& pt : s.points) (pt.second <= tol ? s.pass : s.fail).push_back(pt);
+  return s;
+}
+
+std::string at_lambda(const std::pair<double, double>& pt) {
+  return short_number(pt.second) + " at lambda = " + format_number(pt.first);
+}
+
+// Where a series meets the tolerance along lambda.
+std::string lambda_sentence(const std::string& series, const LambdaSplit& s, double tol) {
+  if (s.points.empty()) return "";
+  const std::string t = format_number(tol);
+  if (s.fail.empty()) return series + " meets " + t + " at every lambda tested (worst " + at_lambda(s.worst()) + ")";
+  if (s.pass.empty()) return series + " fails " + t + " at every lambda tested (best " + at_lambda(s.best()) + ")";
+  if (s.threshold()) {
+    return series + " meets " + t + " for lambda >= " + format_number(s.pass.front().first) + " (" +
+           at_lambda(s.pass.front()) + ") and fails for lambda <= " + format_number(s.fail.back().first) + " (" +
+           at_lambda(s.fail.back()) + ")";
   }
   std::string failing;
-  for (const auto& pt : fail) failing += (failing.empty() ? "" : ", ") + format_number(pt.first);
-  return s + " fails " + format_number(tol) + " at lambda = " + failing + " and meets it elsewhere";
+  for (const auto& pt : s.fail) failing += (failing.empty() ? "" : ", ") + format_number(pt.first);
+  return series + " fails " + t + " at lambda = " + failing + " and meets it elsewhere";
+}
+
+// The question the study exists for: the lambda at which CG in the coarsest
+// precision stops meeting the tolerance, and whether Parallax in the same
+// precision stays within it.
+std::string verdict(const std::string& cg, const LambdaSplit& c, const std::string& px, const LambdaSplit& p,
+                    double tol) {
+  if (c.points.empty() || p.points.empty()) return "";
+  const std::string t = format_number(tol);
+  std::string v = "Verdict: ";
+  if (c.threshold()) {
+    v += cg + " stops meeting " + t + " below lambda = " + format_number(c.pass.front().first) + " (" +
+         at_lambda(c.fail.back()) + ")";
+  } else if (c.fail.empty()) {
+    v += cg + " meets " + t + " at every lambda tested, so there is no threshold in this range";
+  } else if (c.pass.empty()) {
+    v += cg + " fails " + t + " at every lambda tested";
+  } else {
+    v += cg + " meets " + t + " at some lambdas and not others (no single threshold)";
+  }
+  if (p.fail.empty()) return v + "; " + px + " stays within it at every lambda (worst " + at_lambda(p.worst()) + ")";
+  return v + "; " + px + " does NOT stay within it (worst " + at_lambda(p.worst()) + ")";
 }
 
 // One series' rows of a group, in the group's order.
@@ -289,9 +321,22 @@ void lambda_findings(const Plan& plan, const std::vector<const Result*>& results
                     (grads ? "Gradients (worst of dq, dk, dv, dr)" : "Output o") + ", " +
                     describe(group.front()->config, {Axis::lambda, Axis::precision}),
                 {}};
+      std::optional<Precision> coarsest;
       for (const auto& [m, p] : series_in(plan, group, false)) {
-        const auto sentence = lambda_sentence(rows_of(group, m, p), plan.tolerance, grads);
+        const auto sentence =
+            lambda_sentence(std::string(to_string(m)) + " " + to_string(p),
+                            split_by_tolerance(rows_of(group, m, p), plan.tolerance, grads), plan.tolerance);
         if (!sentence.empty()) f.items.push_back(sentence);
+        if (!coarsest || format_of(p).significand_bits < format_of(*coarsest).significand_bits) coarsest = p;
+      }
+      if (coarsest) {
+        const std::string prec = to_string(*coarsest);
+        const auto v = verdict("lla_cg " + prec,
+                               split_by_tolerance(rows_of(group, Method::lla_cg, *coarsest), plan.tolerance, grads),
+                               "parallax " + prec,
+                               split_by_tolerance(rows_of(group, Method::parallax, *coarsest), plan.tolerance, grads),
+                               plan.tolerance);
+        if (!v.empty()) f.items.insert(f.items.begin(), v);
       }
       if (!f.items.empty()) out.push_back(f);
     }
