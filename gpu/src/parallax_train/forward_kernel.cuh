@@ -8,10 +8,10 @@
 // (the weighted mean of t over that tile). The output is invariant to t -> t - kappa
 // (spec: "t shift"); the shift keeps P2 near the scale of the spread of t rather
 // than of |t|, which is what O2 cancels against in o = O1/d1 (1 + d2/d1) - O2/d1.
-// P1 and P2 go to the tensor cores as hi + lo bf16 words (16 significand bits):
-// this first version is judged against the fp32 oracle (rounded only at the output),
-// which a single bf16 P (FlashAttention's choice) can miss by the factor 1 + |tbar - kappa|.
-// Whether one word suffices for P1 is to be measured (docs/training.md).
+// P1 goes to the tensor cores as one bf16 word (FlashAttention's choice for P), P2 as
+// hi + lo words (16 significand bits): the CPU model of this rounding
+// (tests/reference/test_kernel_numerics.cpp) meets the baseline-relative rule with
+// this split on every input class, and fails it with one word for P2.
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -258,14 +258,14 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
       }
     }
 
-    // 3. O1 += P1 V, O2 += P2 V, each weight as hi + lo bf16 words.
+    // 3. O1 += P1 V (one bf16 word per weight), O2 += P2 V (hi + lo words).
 #pragma unroll
     for (int kk = 0; kk < PS; ++kk) {
-      uint32_t a1_hi[4], a1_lo[4], a2_hi[4], a2_lo[4];
-      split2_bf16(s[2 * kk][0], s[2 * kk][1], a1_hi[0], a1_lo[0]);
-      split2_bf16(s[2 * kk][2], s[2 * kk][3], a1_hi[1], a1_lo[1]);
-      split2_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1], a1_hi[2], a1_lo[2]);
-      split2_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3], a1_hi[3], a1_lo[3]);
+      uint32_t a1[4], a2_hi[4], a2_lo[4];
+      a1[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+      a1[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+      a1[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      a1[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
       split2_bf16(t[2 * kk][0], t[2 * kk][1], a2_hi[0], a2_lo[0]);
       split2_bf16(t[2 * kk][2], t[2 * kk][3], a2_hi[1], a2_lo[1]);
       split2_bf16(t[2 * kk + 1][0], t[2 * kk + 1][1], a2_hi[2], a2_lo[2]);
@@ -274,10 +274,8 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
       for (int n = 0; n < NO; n += 2) {
         uint32_t vf[4];  // b0, b1 of dims n*8.., then of dims (n+1)*8..
         ldmatrix_x4_trans(vf, vs + kk * 16 * Traits::kPitch + v_off + n * 16);
-        mma_bf16(o1[n], a1_hi, vf[0], vf[1]);
-        mma_bf16(o1[n + 1], a1_hi, vf[2], vf[3]);
-        mma_bf16(o1[n], a1_lo, vf[0], vf[1]);
-        mma_bf16(o1[n + 1], a1_lo, vf[2], vf[3]);
+        mma_bf16(o1[n], a1, vf[0], vf[1]);
+        mma_bf16(o1[n + 1], a1, vf[2], vf[3]);
         mma_bf16(o2[n], a2_hi, vf[0], vf[1]);
         mma_bf16(o2[n + 1], a2_hi, vf[2], vf[3]);
         mma_bf16(o2[n], a2_lo, vf[0], vf[1]);
