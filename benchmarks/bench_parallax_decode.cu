@@ -2,7 +2,7 @@
 // many launches, median and spread over replays, achieved TB/s and % of a
 // device-to-device copy measured in the same binary; warm L2 (same buffers) and
 // cold L2 (rotating copies of the cache larger than 3x the L2).
-//   usage: bench_parallax_decode [--json FILE] [--quick]
+//   usage: bench_parallax_decode [--json FILE] [--quick] [--only SHAPE] [--splits N]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -12,68 +12,17 @@
 #include <string>
 #include <vector>
 
+#include "gpu_timing.cuh"
 #include "lla/gpu/parallax_decode.hpp"
 
 namespace {
 
-#define CHECK(expr)                                                                        \
-  do {                                                                                     \
-    cudaError_t e_ = (expr);                                                               \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(2);                                                                        \
-    }                                                                                      \
-  } while (0)
-
-// Deterministic non-zero bf16 values (never time on zeros): hash of the index.
-__global__ void fill_bf16(__nv_bfloat16* p, size_t n, unsigned seed, float scale) {
-  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
-    unsigned h = static_cast<unsigned>(i) * 2654435761u ^ seed * 40503u ^ static_cast<unsigned>(i >> 32);
-    h ^= h >> 15;
-    h *= 2246822519u;
-    h ^= h >> 13;
-    p[i] = __float2bfloat16((static_cast<float>(h & 0xFFFF) / 32768.f - 1.f) * scale);
-  }
-}
+using namespace lla::bench;
 
 struct Shape {
   const char* name;
   long long batch, seqlen, heads_q, heads_kv, head_dim;
 };
-
-struct Timing {
-  double median_us, min_us, max_us;
-};
-
-template <class Fn>
-Timing time_graph(Fn&& enqueue, int launches, int replays, cudaStream_t s) {
-  cudaGraph_t g;
-  cudaGraphExec_t ge;
-  CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < launches; ++i) enqueue(i);
-  CHECK(cudaStreamEndCapture(s, &g));
-  CHECK(cudaGraphInstantiate(&ge, g, 0));
-  for (int w = 0; w < 3; ++w) CHECK(cudaGraphLaunch(ge, s));  // warm-up
-  std::vector<double> us;
-  cudaEvent_t a, b;
-  CHECK(cudaEventCreate(&a));
-  CHECK(cudaEventCreate(&b));
-  for (int r = 0; r < replays; ++r) {
-    CHECK(cudaEventRecord(a, s));
-    CHECK(cudaGraphLaunch(ge, s));
-    CHECK(cudaEventRecord(b, s));
-    CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    CHECK(cudaEventElapsedTime(&ms, a, b));
-    us.push_back(1e3 * ms / launches);
-  }
-  std::sort(us.begin(), us.end());
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  cudaGraphExecDestroy(ge);
-  cudaGraphDestroy(g);
-  return Timing{us[us.size() / 2], us.front(), us.back()};
-}
 
 // A streaming copy kernel (16-byte loads and stores, grid-stride): the memory
 // ceiling measured in the same binary, in bytes read + written per second. (A

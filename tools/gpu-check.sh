@@ -5,9 +5,11 @@
 #   3. runs the GPU tests with LLA_REQUIRE_GPU=1 (a skip is a failure)
 #   4. runs them under compute-sanitizer (memcheck, racecheck, initcheck, synccheck)
 #      with a reduced case count
-#   5. runs the decode benchmark and PyTorch SDPA (flash, cuDNN) on the same shapes
-#   6. prints a summary table last (with the bf16 max-norm error of the decode kernel);
-#      JSON and logs go to $OUT (or build/gpu-check)
+#   5. runs the decode and training benchmarks and PyTorch SDPA (flash, cuDNN) on the
+#      same shapes
+#   6. prints a summary table last (with the kernels' bf16 max-norm errors); JSON and
+#      logs go to $OUT (or build/gpu-check): status.json summary.txt tests.log
+#      sanitizers.log decode.json sdpa.json train.json sdpa_train.json (8 files)
 # usage: tools/gpu-check.sh [--quick] [--no-sanitizers] [--no-bench] [--build-only]
 #   --build-only stops after step 2 (for profiling: build/gpu/benchmarks/bench_parallax_decode
 #   --only SHAPE [--splits N] under ncu)
@@ -46,6 +48,7 @@ if cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLA_GPU=ON -DCM
      -DCMAKE_PREFIX_PATH=/opt/deps/usr -DHDF5_ROOT=/opt/deps/usr \
      -DHDF5_C_LIBRARY_hdf5=/opt/deps/usr/lib/x86_64-linux-gnu/hdf5/serial/libhdf5.so >"$out/configure.log" 2>&1 &&
    cmake --build build/gpu -j "$(nproc)" --target test_gpu_device test_gpu_parallax_decode test_gpu_parallax_train bench_parallax_decode \
+     bench_parallax_train \
      >"$out/build.log" 2>&1; then
   st[build]="ok"
 else
@@ -66,7 +69,9 @@ grep -E "tests passed|Failed|Skipped|device:" "$out/tests.log" | head -20
 # The accuracy lines (ctest hides a passing test's output): max-norm error vs the fp64 oracle.
 { LLA_REQUIRE_GPU=1 build/gpu/tests/test_gpu_parallax_decode --gtest_filter='*MaxNorm*' 2>&1
   LLA_REQUIRE_GPU=1 build/gpu/tests/test_gpu_parallax_train --gtest_filter='*MaxNorm*' 2>&1; } |
-  grep "max-norm relative error" >"$out/accuracy.log" || true
+  grep "max-norm relative error" >"$out/accuracy.tmp" || true
+{ echo "=== accuracy (max-norm relative error vs the fp64 oracle)"; cat "$out/accuracy.tmp"; } >>"$out/tests.log"
+rm -f "$out/accuracy.tmp"
 
 # 4. compute-sanitizer, small case counts; the 2^31 test is excluded (its 8 GB under memcheck is too slow)
 if [[ $sanitize == 1 ]]; then
@@ -89,6 +94,8 @@ if [[ $bench == 1 ]]; then
   q=$([[ $quick == 1 ]] && echo --quick || true)
   build/gpu/benchmarks/bench_parallax_decode --json "$out/decode.json" $q
   python3 benchmarks/sdpa_decode.py --json "$out/sdpa.json" $q
+  build/gpu/benchmarks/bench_parallax_train --json "$out/train.json" $q
+  python3 benchmarks/sdpa_train.py --json "$out/sdpa_train.json" $q
 fi
 
 # 6. summary last (also saved as summary.txt); logs of a successful configure are dropped

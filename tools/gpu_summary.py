@@ -14,6 +14,25 @@ def load(path):
         return None
 
 
+def print_training(out):
+    ours = load(os.path.join(out, "train.json"))
+    if not ours:
+        return
+    peer = load(os.path.join(out, "sdpa_train.json")) or {}
+    peers = {(r["shape"], r["backend"]): r for r in peer.get("results", []) if "fwd_ms" in r}
+    print("\nParallax training forward (bf16), median of 10 graph replays of 5 calls; TFLOP/s counts 4 products "
+          "over visible pairs; dense GEMM ceiling %s TFLOP/s (same run)"
+          % ("%.0f" % peer["gemm_TFLOPs"] if "gemm_TFLOPs" in peer else "n/a"))
+    print("%-30s %9s %9s %10s %10s %11s" % ("shape", "fwd ms", "TFLOP/s", "flash ms", "cuDNN ms", "vs cuDNN"))
+    for r in ours["results"]:
+        fl = peers.get((r["shape"], "flash"), {}).get("fwd_ms")
+        cu = peers.get((r["shape"], "cudnn"), {}).get("fwd_ms")
+        print("%-30s %9.3f %9.1f %10s %10s %11s" % (
+            r["shape"], r["fwd_median_ms"], r["fwd_TFLOPs"], "%.3f" % fl if fl else "n/a",
+            "%.3f" % cu if cu else "n/a", "%.2fx" % (r["fwd_median_ms"] / cu) if cu else "n/a"))
+    print("(vs cuDNN = parallax forward time / cuDNN SDPA softmax forward time; the target is <= 2.00x)")
+
+
 def main():
     out = sys.argv[1]
     status = load(os.path.join(out, "status.json")) or {}
@@ -22,8 +41,8 @@ def main():
         if k in status:
             print("%-10s %s" % (k, status[k]))
     try:
-        with open(os.path.join(out, "accuracy.log")) as f:
-            worst = [l.strip() for l in f if " worst " in l]
+        with open(os.path.join(out, "tests.log")) as f:
+            worst = [l.strip() for l in f if "max-norm relative error" in l and " worst " in l]
         for line in worst:  # one summary line per kernel (decode, training forward)
             print("accuracy   " + line.replace("max-norm relative error", "max-norm rel. error vs fp64"))
     except OSError:
@@ -32,6 +51,7 @@ def main():
     peer = load(os.path.join(out, "sdpa.json"))
     if not ours:
         print("no decode benchmark results")
+        print_training(out)
         return 0
     print("\nParallax decode (bf16, Lq = 1), warm L2, median of 30 graph replays of 20 calls; "
           "copy-kernel bandwidth %.2f TB/s (read + write, same binary)"
@@ -51,6 +71,7 @@ def main():
             100 * r["warm_TBps"] / ours["copy_bandwidth_TBps"],
             "%.2f" % fl if fl else "n/a", "%.2f" % cu if cu else "n/a", ratio, r["cold_median_us"]))
     print("(vs cuDNN = parallax time / cuDNN SDPA softmax time; < 1 means faster)")
+    print_training(out)
     return 0
 
 
