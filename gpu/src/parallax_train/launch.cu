@@ -1,11 +1,14 @@
-// Launch and dispatch of the Parallax training forward: validation with messages,
+// Launch and dispatch of the Parallax training kernels: validation with messages,
 // then runtime values become template arguments here and nowhere else.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
+#include <optional>
 #include <string>
 
+#include "backward_kernel.cuh"
 #include "forward_kernel.cuh"
 #include "lla/gpu/parallax_train.hpp"
 
@@ -19,70 +22,107 @@ __global__ void __launch_bounds__(Traits::kThreads) forward_kernel(const Forward
   forward_cta<Traits>(p, smem);
 }
 
-template <int kDMax, bool kVec>
-cudaError_t launch(const ForwardParams& p, dim3 grid, cudaStream_t stream) {
-  using Traits = ForwardTraits<kDMax, kVec>;
-  static const cudaError_t opt_in = cudaFuncSetAttribute(
-      forward_kernel<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Traits::kSmemBytes));
+__global__ void __launch_bounds__(128) preprocess_kernel(const BackwardParams p, long long rows) {
+  preprocess_rows(p, rows);
+}
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads) dkdv_kernel(const BackwardParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  dkdv_cta<Traits>(p, smem);
+}
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads) dqdr_kernel(const BackwardParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  dqdr_cta<Traits>(p, smem);
+}
+
+// Launches `kernel` with `smem` bytes of dynamic shared memory (opted in once).
+template <class Kernel, class Params>
+cudaError_t launch_with_smem(Kernel kernel, size_t smem, dim3 grid, int threads, const Params& p,
+                             cudaStream_t stream) {
+  const cudaError_t opt_in =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
   if (opt_in != cudaSuccess) return opt_in;
-  forward_kernel<Traits><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
+  kernel<<<grid, threads, smem, stream>>>(p);
   return cudaGetLastError();
 }
 
-cudaError_t dispatch(const ForwardParams& p, dim3 grid, cudaStream_t stream) {
-  const bool vec = p.head_dim % 8 == 0;
-  if (p.head_dim <= 64) return vec ? launch<64, true>(p, grid, stream) : launch<64, false>(p, grid, stream);
-  return vec ? launch<128, true>(p, grid, stream) : launch<128, false>(p, grid, stream);
+template <int kDMax, bool kVec>
+cudaError_t launch_forward(const ForwardParams& p, dim3 grid, cudaStream_t stream) {
+  using Traits = ForwardTraits<kDMax, kVec>;
+  return launch_with_smem(forward_kernel<Traits>, Traits::kSmemBytes, grid, Traits::kThreads, p, stream);
 }
 
-}  // namespace
-}  // namespace train
+template <int kDMax, bool kVec>
+cudaError_t launch_backward(const BackwardParams& p, dim3 dkdv_grid, dim3 dqdr_grid, cudaStream_t stream) {
+  using Traits = BackwardTraits<kDMax, kVec>;
+  cudaError_t e = launch_with_smem(dkdv_kernel<Traits>, Traits::kDkdvSmem, dkdv_grid, Traits::kThreads, p, stream);
+  if (e != cudaSuccess) return e;
+  return launch_with_smem(dqdr_kernel<Traits>, Traits::kDqdrSmem, dqdr_grid, Traits::kThreads, p, stream);
+}
 
-Status parallax_forward(const TrainForwardArgs& a, void* stream) {
-  const Problem& pr = a.problem;
-  auto refuse = [](const std::string& why) { return Status{false, "parallax_forward: " + why}; };
-  if (auto e = pr.check()) return refuse(*e);
-  if (pr.variant != Variant::parallax) return refuse("problem.variant must be parallax");
-  if (a.dtype != DType::bf16) return refuse("only bf16 is implemented (fp16: not yet)");
+// The head-dim bucket and load width as template arguments.
+template <template <int, bool> class Launch, class... Args>
+cudaError_t dispatch(long long head_dim, Args&&... args) {
+  const bool vec = head_dim % 8 == 0;
+  if (head_dim <= 64) return vec ? Launch<64, true>::run(args...) : Launch<64, false>::run(args...);
+  return vec ? Launch<128, true>::run(args...) : Launch<128, false>::run(args...);
+}
+template <int kDMax, bool kVec>
+struct ForwardLaunch {
+  static cudaError_t run(const ForwardParams& p, dim3 grid, cudaStream_t s) { return launch_forward<kDMax, kVec>(p, grid, s); }
+};
+template <int kDMax, bool kVec>
+struct BackwardLaunch {
+  static cudaError_t run(const BackwardParams& p, dim3 a, dim3 b, cudaStream_t s) {
+    return launch_backward<kDMax, kVec>(p, a, b, s);
+  }
+};
+
+// What the forward and the backward check alike; empty when the call can run.
+std::optional<std::string> check_common(const Problem& pr, DType dtype, const int32_t* cu_q, const int32_t* cu_k,
+                                        std::initializer_list<const void*> tensors) {
+  if (auto e = pr.check()) return *e;
+  if (pr.variant != Variant::parallax) return "problem.variant must be parallax";
+  if (dtype != DType::bf16) return "only bf16 is implemented (fp16: not yet)";
   if (pr.head_dim > 128) {
-    return refuse("head_dim " + std::to_string(pr.head_dim) + " is not implemented yet (head_dim <= 128 is)");
+    return "head_dim " + std::to_string(pr.head_dim) + " is not implemented yet (head_dim <= 128 is)";
   }
   if (!pr.seqused_k.empty() || !pr.cache_start.empty()) {
-    return refuse("seqused_k / cache_start are decode features (use parallax_decode)");
+    return "seqused_k / cache_start are decode features (use parallax_decode)";
   }
-  if (!a.q || !a.r || !a.k || !a.v || !a.o) return refuse("q, r, k, v and o must all be set");
-  for (const void* ptr : {a.q, a.r, a.k, a.v, static_cast<const void*>(a.o), static_cast<const void*>(a.vbar)}) {
-    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return refuse("tensors must be 16-byte aligned");
+  for (const void* ptr : tensors) {
+    if (ptr == nullptr) return "a required tensor pointer is null";
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return "tensors must be 16-byte aligned";
   }
-  if (pr.is_varlen() && a.cu_seqlens_q == nullptr) return refuse("varlen problem: cu_seqlens_q (device) is missing");
-  if (pr.is_varlen() && !pr.cu_seqlens_k.empty() && a.cu_seqlens_k == nullptr) {
-    return refuse("varlen problem with cu_seqlens_k: its device copy is missing");
+  if (pr.is_varlen() && cu_q == nullptr) return "varlen problem: cu_seqlens_q (device) is missing";
+  if (pr.is_varlen() && !pr.cu_seqlens_k.empty() && cu_k == nullptr) {
+    return "varlen problem with cu_seqlens_k: its device copy is missing";
   }
-  long long sequences = pr.batch, max_q = pr.seqlen_q;
-  if (pr.is_varlen()) {
-    sequences = static_cast<long long>(pr.cu_seqlens_q.size()) - 1;
-    max_q = 0;
-    for (size_t s = 0; s + 1 < pr.cu_seqlens_q.size(); ++s) {
-      max_q = std::max<long long>(max_q, pr.cu_seqlens_q[s + 1] - pr.cu_seqlens_q[s]);
-    }
+  return std::nullopt;
+}
+
+// Sequences and the longest query / key length (the grid's extent).
+struct Extent {
+  long long sequences, max_q, max_k;
+};
+Extent extent_of(const Problem& pr) {
+  if (!pr.is_varlen()) return Extent{pr.batch, pr.seqlen_q, pr.seqlen_k};
+  Extent e{static_cast<long long>(pr.cu_seqlens_q.size()) - 1, 0, 0};
+  const auto& cu_k = pr.cu_seqlens_k.empty() ? pr.cu_seqlens_q : pr.cu_seqlens_k;
+  for (size_t s = 0; s + 1 < pr.cu_seqlens_q.size(); ++s) {
+    e.max_q = std::max<long long>(e.max_q, pr.cu_seqlens_q[s + 1] - pr.cu_seqlens_q[s]);
+    e.max_k = std::max<long long>(e.max_k, cu_k[s + 1] - cu_k[s]);
   }
-  constexpr long long kBlockM = train::ForwardTraits<64, true>::kBlockM;
-  const long long m_blocks = (max_q + kBlockM - 1) / kBlockM;
-  if (sequences == 0 || m_blocks == 0) return Status{};
-  if (m_blocks > INT32_MAX || pr.heads_q > 65535 || sequences > 65535) {
-    return refuse("grid too large (sequence length, heads or batch)");
-  }
-  train::ForwardParams p{};
-  p.q = static_cast<const __nv_bfloat16*>(a.q);
-  p.r = static_cast<const __nv_bfloat16*>(a.r);
-  p.k = static_cast<const __nv_bfloat16*>(a.k);
-  p.v = static_cast<const __nv_bfloat16*>(a.v);
-  p.o = static_cast<__nv_bfloat16*>(a.o);
-  p.vbar = static_cast<__nv_bfloat16*>(a.vbar);
-  p.lse = a.lse;
-  p.tbar = a.tbar;
-  p.cu_seqlens_q = pr.is_varlen() ? a.cu_seqlens_q : nullptr;
-  p.cu_seqlens_k = pr.is_varlen() && !pr.cu_seqlens_k.empty() ? a.cu_seqlens_k : nullptr;
+  return e;
+}
+
+ForwardParams params_of(const Problem& pr, const int32_t* cu_q, const int32_t* cu_k) {
+  ForwardParams p{};
+  p.cu_seqlens_q = pr.is_varlen() ? cu_q : nullptr;
+  p.cu_seqlens_k = pr.is_varlen() && !pr.cu_seqlens_k.empty() ? cu_k : nullptr;
   p.seqlen_q = pr.seqlen_q;
   p.seqlen_k = pr.seqlen_k;
   p.heads_q = pr.heads_q;
@@ -92,9 +132,102 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   p.scale_log2 = static_cast<float>(pr.softmax_scale() * 1.4426950408889634);
   p.causal = pr.causal;
   p.window = pr.window;
+  return p;
+}
+
+template <class T>
+const __nv_bfloat16* bf16_in(const T* ptr) {
+  return static_cast<const __nv_bfloat16*>(static_cast<const void*>(ptr));
+}
+
+}  // namespace
+}  // namespace train
+
+Status parallax_forward(const TrainForwardArgs& a, void* stream) {
+  const Problem& pr = a.problem;
+  auto refuse = [](const std::string& why) { return Status{false, "parallax_forward: " + why}; };
+  if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k, {a.q, a.r, a.k, a.v, a.o})) {
+    return refuse(*e);
+  }
+  if (a.vbar != nullptr && reinterpret_cast<uintptr_t>(a.vbar) % 16 != 0) return refuse("tensors must be 16-byte aligned");
+  const train::Extent ext = train::extent_of(pr);
+  constexpr long long kBlockM = train::ForwardTraits<64, true>::kBlockM;
+  const long long m_blocks = (ext.max_q + kBlockM - 1) / kBlockM;
+  if (ext.sequences == 0 || m_blocks == 0) return Status{};
+  if (m_blocks > INT32_MAX || pr.heads_q > 65535 || ext.sequences > 65535) {
+    return refuse("grid too large (sequence length, heads or batch)");
+  }
+  train::ForwardParams p = train::params_of(pr, a.cu_seqlens_q, a.cu_seqlens_k);
+  p.q = train::bf16_in(a.q);
+  p.r = train::bf16_in(a.r);
+  p.k = train::bf16_in(a.k);
+  p.v = train::bf16_in(a.v);
+  p.o = static_cast<__nv_bfloat16*>(a.o);
+  p.vbar = static_cast<__nv_bfloat16*>(a.vbar);
+  p.lse = a.lse;
+  p.tbar = a.tbar;
   const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(pr.heads_q),
-                  static_cast<unsigned>(sequences));
-  const cudaError_t e = train::dispatch(p, grid, static_cast<cudaStream_t>(stream));
+                  static_cast<unsigned>(ext.sequences));
+  const cudaError_t e =
+      train::dispatch<train::ForwardLaunch>(pr.head_dim, p, grid, static_cast<cudaStream_t>(stream));
+  if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));
+  return Status{};
+}
+
+size_t train_backward_workspace_bytes(const Problem& pr) {
+  return static_cast<size_t>(pr.batch * pr.seqlen_q * pr.heads_q) * 2 * sizeof(float);
+}
+
+Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
+  const Problem& pr = a.problem;
+  auto refuse = [](const std::string& why) { return Status{false, "parallax_backward: " + why}; };
+  if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k,
+                                   {a.q, a.r, a.k, a.v, a.o, a.vbar, a.dout, a.dq, a.dr, a.dk, a.dv})) {
+    return refuse(*e);
+  }
+  if (a.lse == nullptr || a.tbar == nullptr) return refuse("lse and tbar from the forward are required");
+  const size_t need = train_backward_workspace_bytes(pr);
+  if (need > 0 && (a.workspace == nullptr || a.workspace_bytes < need)) {
+    return refuse("the workspace must hold " + std::to_string(need) + " bytes");
+  }
+  const train::Extent ext = train::extent_of(pr);
+  if (ext.sequences == 0) return Status{};
+  const long long m_blocks = (ext.max_q + 63) / 64, n_blocks = (ext.max_k + 63) / 64;
+  if (m_blocks > INT32_MAX || n_blocks > INT32_MAX || pr.heads_q > 65535 || ext.sequences > 65535) {
+    return refuse("grid too large (sequence length, heads or batch)");
+  }
+  train::BackwardParams p{};
+  p.fwd = train::params_of(pr, a.cu_seqlens_q, a.cu_seqlens_k);
+  p.fwd.q = train::bf16_in(a.q);
+  p.fwd.r = train::bf16_in(a.r);
+  p.fwd.k = train::bf16_in(a.k);
+  p.fwd.v = train::bf16_in(a.v);
+  // The forward's outputs are only read here (ForwardParams names them as outputs).
+  p.fwd.o = const_cast<__nv_bfloat16*>(train::bf16_in(a.o));
+  p.fwd.vbar = const_cast<__nv_bfloat16*>(train::bf16_in(a.vbar));
+  p.lse = a.lse;
+  p.tbar = a.tbar;
+  p.dout = train::bf16_in(a.dout);
+  p.dq = static_cast<__nv_bfloat16*>(a.dq);
+  p.dr = static_cast<__nv_bfloat16*>(a.dr);
+  p.dk = static_cast<__nv_bfloat16*>(a.dk);
+  p.dv = static_cast<__nv_bfloat16*>(a.dv);
+  p.row_terms = static_cast<float*>(a.workspace);
+  p.scale = static_cast<float>(pr.softmax_scale());
+  auto s = static_cast<cudaStream_t>(stream);
+  const long long rows = pr.batch * pr.seqlen_q * pr.heads_q;
+  if (rows > 0) {
+    train::preprocess_kernel<<<static_cast<unsigned>((rows + 3) / 4), 128, 0, s>>>(p, rows);
+    if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) {
+      return refuse(std::string("launch failed: ") + cudaGetErrorString(e));
+    }
+  }
+  if (m_blocks == 0 && n_blocks == 0) return Status{};
+  const dim3 dkdv_grid(static_cast<unsigned>(std::max(1LL, n_blocks)), static_cast<unsigned>(pr.heads_kv),
+                       static_cast<unsigned>(ext.sequences));
+  const dim3 dqdr_grid(static_cast<unsigned>(std::max(1LL, m_blocks)), static_cast<unsigned>(pr.heads_q),
+                       static_cast<unsigned>(ext.sequences));
+  const cudaError_t e = train::dispatch<train::BackwardLaunch>(pr.head_dim, p, dkdv_grid, dqdr_grid, s);
   if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));
   return Status{};
 }

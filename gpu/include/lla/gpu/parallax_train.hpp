@@ -1,5 +1,5 @@
 #pragma once
-// Parallax training kernels on the GPU (forward; the backward is planned, docs/training.md).
+// Parallax training kernels on the GPU: forward and backward (docs/training.md).
 // Host-only header: no CUDA types, so CPU code can include it.
 //
 //   q, r, o, vbar : (B, Lq, Hq, D)     dense, or (1, total_q, Hq, D) packed varlen
@@ -15,6 +15,7 @@
 // packed varlen batches (cu_seqlens; empty and length-1 sequences allowed).
 // bf16 inputs, fp32 accumulation, outputs in bf16. All pointers 16-byte aligned.
 
+#include <cstddef>
 #include <cstdint>
 
 #include "lla/gpu/types.hpp"
@@ -43,5 +44,35 @@ struct TrainForwardArgs {
 // a message (nothing launched): fp16 and head_dim > 128 (not implemented yet), other
 // variants, missing or misaligned pointers, an invalid Problem.
 Status parallax_forward(const TrainForwardArgs& args, void* stream);
+
+// The backward from the forward's saved tensors. Gradients in bf16: dq, dr like q;
+// dk, dv like k, summed over the query heads of each group in fp32 before rounding.
+// Deterministic (no atomics): bitwise equal across runs.
+struct TrainBackwardArgs {
+  Problem problem;
+  DType dtype = DType::bf16;
+  const void* q = nullptr;
+  const void* r = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* o = nullptr;     // the forward's output
+  const void* vbar = nullptr;  // the forward's saved vbar
+  const float* lse = nullptr;
+  const float* tbar = nullptr;
+  const void* dout = nullptr;  // dL/do
+  void* dq = nullptr;
+  void* dr = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+  const int32_t* cu_seqlens_q = nullptr;  // device, varlen only
+  const int32_t* cu_seqlens_k = nullptr;  // device, varlen only (null = same as q)
+  void* workspace = nullptr;              // >= train_backward_workspace_bytes(problem)
+  size_t workspace_bytes = 0;
+};
+
+// Workspace of the backward: two fp32 values (g.o and g.vbar) per query row and head.
+size_t train_backward_workspace_bytes(const Problem& problem);
+
+Status parallax_backward(const TrainBackwardArgs& args, void* stream);
 
 }  // namespace lla::gpu

@@ -1,0 +1,399 @@
+#pragma once
+// Device bodies of the Parallax training backward (bf16, mma.sync m16n8k16).
+// Formulas (spec: parallax.md section 6.1; docs/math.md), per row i and key j, with
+// g = dL/do, p_ij = exp(s_ij - lse_i) recomputed from the saved statistics:
+//   T_i = g_i . o_i,  b_i = g_i . vbar_i                         (preprocess)
+//   a_ij = g_i . v_j
+//   dS_ij = p_ij [(a_ij - T_i) + (tbar_i - t_ij)(a_ij - b_i)]      dT_ij = -p_ij (a_ij - b_i)
+//   W_ij  = p_ij (1 + tbar_i - t_ij)                               (the forward's effective weights)
+//   dq_i = c sum_j dS_ij k_j      dr_i = sum_j dT_ij k_j
+//   dk_j = sum_i (c dS_ij q_i + dT_ij r_i)      dv_j = sum_i W_ij g_i
+// Organisation (spec 6.3): a preprocess kernel; a dK/dV kernel over key tiles that
+// walks the query rows that see them (and, for GQA, every query head of the group, so
+// dk and dv are summed in fp32 registers: no atomics, deterministic); a dQ/dR kernel
+// over query tiles. dS, dT and W go to the tensor cores as hi + lo bf16 words.
+
+#include "forward_kernel.cuh"
+
+namespace lla::gpu::train {
+
+struct BackwardParams {
+  ForwardParams fwd;  // shapes, masks, q r k v (o, vbar: the forward's outputs, read here)
+  const float* lse;
+  const float* tbar;
+  const __nv_bfloat16* dout;
+  __nv_bfloat16* dq;
+  __nv_bfloat16* dr;
+  __nv_bfloat16* dk;
+  __nv_bfloat16* dv;
+  float* row_terms;  // workspace: (T_i, b_i) per output row
+  float scale;       // c
+};
+
+template <int kDMax_, bool kVectorised_>
+struct BackwardTraits {
+  static constexpr int kWarps = 4;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kDMax = kDMax_;
+  static_assert(kDMax == 64 || kDMax == 128, "head dim buckets 64 and 128 (256: not yet)");
+  static constexpr bool kVectorised = kVectorised_;
+  static constexpr int kRowBytes = kDMax * 2;
+  static constexpr int kPitch = kRowBytes + 16;
+  static constexpr int kChunksPerRow = kRowBytes / 16;
+  static constexpr int kKSteps = kDMax / 16;
+  static constexpr int kOutTiles = kDMax / 8;
+  // dK/dV: a CTA owns 64 keys (16 per warp) and walks the query rows 16 at a time.
+  static constexpr int kKeysPerCta = kWarps * 16;
+  static constexpr int kRowsPerStep = 16;
+  // dQ/dR: a CTA owns 64 rows (16 per warp) and walks the keys kKeysPerStep at a time.
+  static constexpr int kRowsPerCta = kWarps * 16;
+  static constexpr int kKeysPerStep = 16;
+  static constexpr size_t kTileBytes = size_t(16) * kPitch;                // 16 rows of one tensor
+  static constexpr size_t kDkdvSmem = size_t(2) * kKeysPerCta * kPitch     // K, V of the CTA
+                                      + size_t(2) * 3 * kTileBytes;        // Q, R, dO steps, double-buffered
+  static constexpr size_t kDqdrSmem = size_t(3) * kRowsPerCta * kPitch     // Q, R, dO of the CTA
+                                      + size_t(2) * 2 * kTileBytes;        // K, V steps, double-buffered
+};
+
+// One warp per row: T_i = g.o and b_i = g.vbar in fp32 from the stored bf16 tensors.
+__device__ inline void preprocess_rows(const BackwardParams& p, long long rows) {
+  const long long row = static_cast<long long>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const long long D = p.fwd.head_dim;
+  const __nv_bfloat16* g = p.dout + row * D;
+  const __nv_bfloat16* o = p.fwd.o + row * D;
+  const __nv_bfloat16* vb = p.fwd.vbar + row * D;
+  float t = 0.f, b = 0.f;
+  for (long long d = lane; d < D; d += 32) {
+    const float gd = __bfloat162float(g[d]);
+    t += gd * __bfloat162float(o[d]);
+    b += gd * __bfloat162float(vb[d]);
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    t += __shfl_xor_sync(0xffffffffu, t, off);
+    b += __shfl_xor_sync(0xffffffffu, b, off);
+  }
+  if (lane == 0) {
+    p.row_terms[2 * row] = t;
+    p.row_terms[2 * row + 1] = b;
+  }
+}
+
+// The per-row quantities the gradient of one (row, key) pair needs.
+struct RowTerms {
+  float lse2;  // lse * log2(e)
+  float tbar, t_dot, b_dot;
+  long long key_begin, key_end;  // the row's keys; empty for rows past the sequence
+};
+
+__device__ __forceinline__ RowTerms row_terms(const BackwardParams& p, const SeqView& sv, long long head,
+                                              long long row) {
+  RowTerms r{0.f, 0.f, 0.f, 0.f, 0, 0};
+  if (row < 0 || row >= sv.q_len) return r;
+  row_keys(p.fwd, sv, row, r.key_begin, r.key_end);
+  const long long orow = (sv.q_off + row) * p.fwd.heads_q + head;
+  r.lse2 = p.lse[orow] * 1.4426950408889634f;
+  r.tbar = p.tbar[orow];
+  r.t_dot = p.row_terms[2 * orow];
+  r.b_dot = p.row_terms[2 * orow + 1];
+  return r;
+}
+
+struct PairGrads {
+  float ds, dt, w;
+};
+
+// dS, dT and W of one (row, key) pair from its recomputed s (log2 units, scaled),
+// t and a = g.v. Masked pairs give zeros (and never evaluate exp2 of an empty row).
+__device__ __forceinline__ PairGrads pair_grads(bool valid, float s2, float t, float a, const RowTerms& r) {
+  if (!valid) return PairGrads{0.f, 0.f, 0.f};
+  const float pr = exp2f(s2 - r.lse2);
+  const float spread = r.tbar - t;
+  return PairGrads{pr * ((a - r.t_dot) + spread * (a - r.b_dot)), -pr * (a - r.b_dot), pr * (1.f + spread)};
+}
+
+// dK and dV of 64 keys of one (sequence, KV head), summed over the query heads of the
+// group and the query rows that see them.
+template <class Traits>
+__device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
+  using namespace ptx;
+  constexpr int KS = Traits::kKSteps, NO = Traits::kOutTiles;
+  const ForwardParams& f = p.fwd;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
+  const long long g = blockIdx.y, D = f.head_dim;
+  const SeqView sv = seq_view(f, blockIdx.z);
+  const long long j0 = static_cast<long long>(blockIdx.x) * Traits::kKeysPerCta;
+  if (j0 >= sv.k_len) return;
+  const int keys_valid = static_cast<int>(min((long long)Traits::kKeysPerCta, sv.k_len - j0));
+  // Query rows that can see a key of [j0, j0 + 64): causal rows from the first whose
+  // diagonal reaches j0; with a window, up to the last whose window still reaches j0 + 63.
+  const long long shift = sv.k_len - sv.q_len;  // key position of row i is shift + i
+  long long row_lo = 0, row_hi = sv.q_len;
+  if (f.causal) {
+    row_lo = max(0LL, j0 - shift);
+    if (f.window > 0) row_hi = min(sv.q_len, j0 + keys_valid - 1 + f.window - shift);
+  }
+  const int steps = row_hi > row_lo ? static_cast<int>((row_hi - row_lo + 15) / 16) : 0;
+
+  unsigned char* k_smem = smem;
+  unsigned char* v_smem = k_smem + Traits::kKeysPerCta * Traits::kPitch;
+  unsigned char* step_smem = v_smem + Traits::kKeysPerCta * Traits::kPitch;  // [stage][Q, R, dO][16 rows]
+  const long long kv_stride = f.heads_kv * D, q_stride = f.heads_q * D;
+  load_rows<Traits>(k_smem, f.k + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, Traits::kKeysPerCta, keys_valid,
+                    D);
+  load_rows<Traits>(v_smem, f.v + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, Traits::kKeysPerCta, keys_valid,
+                    D);
+  const int total_steps = steps * static_cast<int>(f.group);
+  // Step n: query head g * group + n / steps, rows row_lo + 16 (n % steps) ...
+  auto load_step = [&](int n, int stage) {
+    const long long h = g * f.group + n / steps, i0 = row_lo + 16LL * (n % steps);
+    const int valid = static_cast<int>(min(16LL, row_hi - i0));
+    const long long off = ((sv.q_off + i0) * f.heads_q + h) * D;
+    unsigned char* dst = step_smem + stage * 3 * Traits::kTileBytes;
+    load_rows<Traits>(dst, f.q + off, q_stride, 16, valid, D);
+    load_rows<Traits>(dst + Traits::kTileBytes, f.r + off, q_stride, 16, valid, D);
+    load_rows<Traits>(dst + 2 * Traits::kTileBytes, p.dout + off, q_stride, 16, valid, D);
+  };
+  if (total_steps > 0) load_step(0, 0);
+  cp_async_commit();
+
+  float dk[NO][4], dv[NO][4];
+#pragma unroll
+  for (int n = 0; n < NO; ++n)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) dk[n][c] = dv[n][c] = 0.f;
+  // This thread's keys (accumulator rows): grp and grp + 8 of the warp's 16.
+  const long long key[2] = {j0 + warp * 16 + grp, j0 + warp * 16 + grp + 8};
+  const int a_off = (warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * Traits::kPitch + (lane / 16) * 16;
+  const int b_off = (lane % 8 + 8 * (lane / 16)) * Traits::kPitch + ((lane / 8) % 2) * 16;   // rows as n
+  const int bt_off = (lane % 8 + 8 * ((lane / 8) % 2)) * Traits::kPitch + (lane / 16) * 16;  // rows as k
+
+  for (int n = 0; n < total_steps; ++n) {
+    if (n + 1 < total_steps) load_step(n + 1, (n + 1) % 2);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const unsigned char* qs = step_smem + (n % 2) * 3 * Traits::kTileBytes;
+    const unsigned char* rs = qs + Traits::kTileBytes;
+    const unsigned char* gs = rs + Traits::kTileBytes;
+    const long long h = g * f.group + n / steps, i0 = row_lo + 16LL * (n % steps);
+
+    // 1. S^T, T^T, A^T (16 keys x 16 rows): A = K or V rows of the warp, B = Q, R, dO rows.
+    float st[2][4] = {}, tt[2][4] = {}, at[2][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {
+      uint32_t ka[4], va[4], qb[4], rb[4], gb[4];
+      ldmatrix_x4(ka, k_smem + a_off + kk * 32);
+      ldmatrix_x4(va, v_smem + a_off + kk * 32);
+      ldmatrix_x4(qb, qs + b_off + kk * 32);
+      ldmatrix_x4(rb, rs + b_off + kk * 32);
+      ldmatrix_x4(gb, gs + b_off + kk * 32);
+      mma_bf16(st[0], ka, qb[0], qb[1]);
+      mma_bf16(st[1], ka, qb[2], qb[3]);
+      mma_bf16(tt[0], ka, rb[0], rb[1]);
+      mma_bf16(tt[1], ka, rb[2], rb[3]);
+      mma_bf16(at[0], va, gb[0], gb[1]);
+      mma_bf16(at[1], va, gb[2], gb[3]);
+    }
+    // 2. Per pair (key grp + 8 hk, row nt * 8 + 2 quad + e): dS, dT, W.
+    float ds[2][4], dt[2][4], w[2][4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const long long row = i0 + nt * 8 + 2 * quad + e;
+        const RowTerms rt = row_terms(p, sv, h, row);
+#pragma unroll
+        for (int hk = 0; hk < 2; ++hk) {
+          const int c = 2 * hk + e;
+          const bool valid = key[hk] >= rt.key_begin && key[hk] < rt.key_end;
+          const PairGrads pg = pair_grads(valid, st[nt][c] * f.scale_log2, tt[nt][c], at[nt][c], rt);
+          ds[nt][c] = pg.ds * p.scale;  // dk takes c dS
+          dt[nt][c] = pg.dt;
+          w[nt][c] = pg.w;
+        }
+      }
+    // 3. dV += W^T dO, dK += (c dS)^T Q + dT^T R; the accumulators are the A operands
+    //    (keys x rows), hi + lo words; B = dO, Q, R rows by ldmatrix.trans.
+    uint32_t w_hi[4], w_lo[4], s_hi[4], s_lo[4], t_hi[4], t_lo[4];
+#pragma unroll
+    for (int x = 0; x < 4; ++x) {
+      const int nt = x / 2, c = (x % 2) * 2;  // a0: (keys grp, rows 0-7), a1: (keys grp+8, rows 0-7), ...
+      split2_bf16(w[nt][c], w[nt][c + 1], w_hi[x], w_lo[x]);
+      split2_bf16(ds[nt][c], ds[nt][c + 1], s_hi[x], s_lo[x]);
+      split2_bf16(dt[nt][c], dt[nt][c + 1], t_hi[x], t_lo[x]);
+    }
+#pragma unroll
+    for (int nd = 0; nd < NO; nd += 2) {
+      uint32_t gf[4], qf[4], rf[4];
+      ldmatrix_x4_trans(gf, gs + bt_off + nd * 16);
+      ldmatrix_x4_trans(qf, qs + bt_off + nd * 16);
+      ldmatrix_x4_trans(rf, rs + bt_off + nd * 16);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const uint32_t* ga = gf + 2 * half;
+        const uint32_t* qa = qf + 2 * half;
+        const uint32_t* ra = rf + 2 * half;
+        mma_bf16(dv[nd + half], w_hi, ga[0], ga[1]);
+        mma_bf16(dv[nd + half], w_lo, ga[0], ga[1]);
+        mma_bf16(dk[nd + half], s_hi, qa[0], qa[1]);
+        mma_bf16(dk[nd + half], s_lo, qa[0], qa[1]);
+        mma_bf16(dk[nd + half], t_hi, ra[0], ra[1]);
+        mma_bf16(dk[nd + half], t_lo, ra[0], ra[1]);
+      }
+    }
+    __syncthreads();  // every warp is done with this step's buffers before they are refilled
+  }
+  cp_async_wait<0>();
+
+  // 4. Write dk, dv of the keys of this sequence.
+#pragma unroll
+  for (int hk = 0; hk < 2; ++hk) {
+    if (key[hk] >= sv.k_len) continue;
+    const long long base = ((sv.k_off + key[hk]) * f.heads_kv + g) * D;
+#pragma unroll
+    for (int nd = 0; nd < NO; ++nd)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const long long col = nd * 8 + 2 * quad + e;
+        if (col >= D) continue;
+        p.dk[base + col] = __float2bfloat16_rn(dk[nd][2 * hk + e]);
+        p.dv[base + col] = __float2bfloat16_rn(dv[nd][2 * hk + e]);
+      }
+  }
+}
+
+// dQ and dR of 64 query rows of one (sequence, query head).
+template <class Traits>
+__device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
+  using namespace ptx;
+  constexpr int KS = Traits::kKSteps, NO = Traits::kOutTiles;
+  const ForwardParams& f = p.fwd;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
+  const long long head = blockIdx.y, kv_head = head / f.group, D = f.head_dim;
+  const SeqView sv = seq_view(f, blockIdx.z);
+  const long long m0 = static_cast<long long>(blockIdx.x) * Traits::kRowsPerCta;
+  if (m0 >= sv.q_len) return;
+  const int m_valid = static_cast<int>(min((long long)Traits::kRowsPerCta, sv.q_len - m0));
+  long long k_lo, k_hi, unused;
+  row_keys(f, sv, m0, k_lo, unused);
+  row_keys(f, sv, m0 + m_valid - 1, unused, k_hi);
+  if (!f.causal) k_hi = sv.k_len;
+  const int steps = k_hi > k_lo ? static_cast<int>((k_hi - k_lo + 15) / 16) : 0;
+
+  unsigned char* q_smem = smem;
+  unsigned char* r_smem = q_smem + Traits::kRowsPerCta * Traits::kPitch;
+  unsigned char* g_smem = r_smem + Traits::kRowsPerCta * Traits::kPitch;
+  unsigned char* step_smem = g_smem + Traits::kRowsPerCta * Traits::kPitch;  // [stage][K, V][16 keys]
+  const long long q_stride = f.heads_q * D, kv_stride = f.heads_kv * D;
+  const long long q_off = ((sv.q_off + m0) * f.heads_q + head) * D;
+  load_rows<Traits>(q_smem, f.q + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
+  load_rows<Traits>(r_smem, f.r + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
+  load_rows<Traits>(g_smem, p.dout + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
+  auto load_step = [&](int n, int stage) {
+    const long long jj = k_lo + 16LL * n;
+    const int valid = static_cast<int>(min(16LL, k_hi - jj));
+    const long long off = ((sv.k_off + jj) * f.heads_kv + kv_head) * D;
+    unsigned char* dst = step_smem + stage * 2 * Traits::kTileBytes;
+    load_rows<Traits>(dst, f.k + off, kv_stride, 16, valid, D);
+    load_rows<Traits>(dst + Traits::kTileBytes, f.v + off, kv_stride, 16, valid, D);
+  };
+  if (steps > 0) load_step(0, 0);
+  cp_async_commit();
+
+  RowTerms rt[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) rt[h] = row_terms(p, sv, head, m0 + warp * 16 + grp + 8 * h);
+  float dq[NO][4], dr[NO][4];
+#pragma unroll
+  for (int n = 0; n < NO; ++n)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) dq[n][c] = dr[n][c] = 0.f;
+  const int a_off = (warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * Traits::kPitch + (lane / 16) * 16;
+  const int b_off = (lane % 8 + 8 * (lane / 16)) * Traits::kPitch + ((lane / 8) % 2) * 16;
+  const int bt_off = (lane % 8 + 8 * ((lane / 8) % 2)) * Traits::kPitch + (lane / 16) * 16;
+
+  for (int n = 0; n < steps; ++n) {
+    if (n + 1 < steps) load_step(n + 1, (n + 1) % 2);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    const unsigned char* ks = step_smem + (n % 2) * 2 * Traits::kTileBytes;
+    const unsigned char* vs = ks + Traits::kTileBytes;
+    // 1. S, T, A (16 rows x 16 keys): A operands Q, R, dO rows; B = K, K, V rows.
+    float s[2][4] = {}, t[2][4] = {}, a[2][4] = {};
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {
+      uint32_t qa[4], ra[4], ga[4], kb[4], vb[4];
+      ldmatrix_x4(qa, q_smem + a_off + kk * 32);
+      ldmatrix_x4(ra, r_smem + a_off + kk * 32);
+      ldmatrix_x4(ga, g_smem + a_off + kk * 32);
+      ldmatrix_x4(kb, ks + b_off + kk * 32);
+      ldmatrix_x4(vb, vs + b_off + kk * 32);
+      mma_bf16(s[0], qa, kb[0], kb[1]);
+      mma_bf16(s[1], qa, kb[2], kb[3]);
+      mma_bf16(t[0], ra, kb[0], kb[1]);
+      mma_bf16(t[1], ra, kb[2], kb[3]);
+      mma_bf16(a[0], ga, vb[0], vb[1]);
+      mma_bf16(a[1], ga, vb[2], vb[3]);
+    }
+    // 2. dS, dT per pair (row grp + 8 h, key nt * 8 + 2 quad + e).
+    const long long jj = k_lo + 16LL * n + 2 * quad;
+    float ds[2][4], dt[2][4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = 2 * h + e;
+          const long long j = jj + nt * 8 + e;
+          const bool valid = j >= rt[h].key_begin && j < rt[h].key_end;
+          const PairGrads pg = pair_grads(valid, s[nt][c] * f.scale_log2, t[nt][c], a[nt][c], rt[h]);
+          ds[nt][c] = pg.ds;
+          dt[nt][c] = pg.dt;
+        }
+    // 3. dQ += dS K, dR += dT K (A from the accumulators, hi + lo; B = K by ldmatrix.trans).
+    uint32_t s_hi[4], s_lo[4], t_hi[4], t_lo[4];
+#pragma unroll
+    for (int x = 0; x < 4; ++x) {
+      const int nt = x / 2, c = (x % 2) * 2;
+      split2_bf16(ds[nt][c], ds[nt][c + 1], s_hi[x], s_lo[x]);
+      split2_bf16(dt[nt][c], dt[nt][c + 1], t_hi[x], t_lo[x]);
+    }
+#pragma unroll
+    for (int nd = 0; nd < NO; nd += 2) {
+      uint32_t kf[4];
+      ldmatrix_x4_trans(kf, ks + bt_off + nd * 16);
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        mma_bf16(dq[nd + half], s_hi, kf[2 * half], kf[2 * half + 1]);
+        mma_bf16(dq[nd + half], s_lo, kf[2 * half], kf[2 * half + 1]);
+        mma_bf16(dr[nd + half], t_hi, kf[2 * half], kf[2 * half + 1]);
+        mma_bf16(dr[nd + half], t_lo, kf[2 * half], kf[2 * half + 1]);
+      }
+    }
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const long long row = m0 + warp * 16 + grp + 8 * h;
+    if (row >= sv.q_len) continue;
+    const long long base = ((sv.q_off + row) * f.heads_q + head) * D;
+#pragma unroll
+    for (int nd = 0; nd < NO; ++nd)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const long long col = nd * 8 + 2 * quad + e;
+        if (col >= D) continue;
+        p.dq[base + col] = __float2bfloat16_rn(p.scale * dq[nd][2 * h + e]);
+        p.dr[base + col] = __float2bfloat16_rn(dr[nd][2 * h + e]);
+      }
+  }
+}
+
+}  // namespace lla::gpu::train
