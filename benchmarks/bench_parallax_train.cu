@@ -1,7 +1,8 @@
-// Parallax training forward on the GPU: CUDA events around a captured graph of
-// launches, median and spread over replays, effective TFLOP/s counting Parallax's
-// four forward products (Q.K^T, R.K^T, P1.V, P2.V) over the visible (query, key)
-// pairs only. The peer (PyTorch SDPA flash / cuDNN, and a dense GEMM ceiling) runs
+// Parallax training forward and forward + backward on the GPU: CUDA events around a
+// captured graph of launches, median and spread over replays, effective TFLOP/s
+// counting Parallax's products over the visible (query, key) pairs only: 4 in the
+// forward (Q.K^T, R.K^T, P1.V, P2.V) and 11 more in the backward (spec 6.3:
+// S, T, dO.V^T recomputed twice, dQ, dR, dK from dS and dT, dV). The peer (PyTorch SDPA flash / cuDNN, and a dense GEMM ceiling) runs
 // in the same lane from sdpa_train.py.
 //   usage: bench_parallax_train [--json FILE] [--quick] [--only SHAPE]
 #include <cuda_bf16.h>
@@ -75,17 +76,20 @@ int main(int argc, char** argv) {
   CHECK(cudaGetDeviceProperties(&prop, 0));
   FILE* js = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   if (js) std::fprintf(js, "{\"device\": \"%s\", \"results\": [", prop.name);
-  std::printf("%-30s %10s %10s %10s %10s\n", "shape", "fwd ms", "min ms", "max ms", "TFLOP/s");
+  std::printf("%-30s %10s %10s %10s %10s %12s %10s\n", "shape", "fwd ms", "min ms", "max ms", "TFLOP/s",
+              "fwd+bwd ms", "TFLOP/s");
   for (size_t si = 0; si < shapes.size(); ++si) {
     const TrainShape& sh = shapes[si];
     lla::Problem p = lla::Problem::dense(sh.batch, sh.seqlen, sh.seqlen, sh.heads_q, sh.heads_kv, sh.head_dim);
     p.causal = sh.causal;
     p.window = sh.window;
     const size_t q_elems = size_t(p.q_elements()), kv_elems = size_t(p.kv_elements());
-    __nv_bfloat16 *q, *r, *k, *v, *o, *vbar;
+    __nv_bfloat16 *q, *r, *k, *v, *o, *vbar, *dout, *dq, *dr, *dk, *dv;
     float *lse, *tbar;
-    for (auto* ptr : {&q, &r, &o, &vbar}) CHECK(cudaMalloc(ptr, q_elems * 2));
-    for (auto* ptr : {&k, &v}) CHECK(cudaMalloc(ptr, kv_elems * 2));
+    void* ws;
+    for (auto* ptr : {&q, &r, &o, &vbar, &dout, &dq, &dr}) CHECK(cudaMalloc(ptr, q_elems * 2));
+    for (auto* ptr : {&k, &v, &dk, &dv}) CHECK(cudaMalloc(ptr, kv_elems * 2));
+    CHECK(cudaMalloc(&ws, std::max<size_t>(16, lla::gpu::train_backward_workspace_bytes(p))));
     const size_t rows = size_t(p.batch * p.seqlen_q * p.heads_q);
     CHECK(cudaMalloc(&lse, rows * 4));
     CHECK(cudaMalloc(&tbar, rows * 4));
@@ -93,6 +97,7 @@ int main(int argc, char** argv) {
     fill_bf16<<<1024, 256, 0, st>>>(r, q_elems, 2, 0.1f);
     fill_bf16<<<1024, 256, 0, st>>>(k, kv_elems, 3, 1.f);
     fill_bf16<<<1024, 256, 0, st>>>(v, kv_elems, 4, 1.f);
+    fill_bf16<<<1024, 256, 0, st>>>(dout, q_elems, 5, 1.f);
     lla::gpu::TrainForwardArgs a;
     a.problem = p;
     a.q = q;
@@ -108,23 +113,55 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s: %s\n", sh.name, status.message.c_str());
       return 2;
     }
+    lla::gpu::TrainBackwardArgs b;
+    b.problem = p;
+    b.q = q;
+    b.r = r;
+    b.k = k;
+    b.v = v;
+    b.o = o;
+    b.vbar = vbar;
+    b.lse = lse;
+    b.tbar = tbar;
+    b.dout = dout;
+    b.dq = dq;
+    b.dr = dr;
+    b.dk = dk;
+    b.dv = dv;
+    b.workspace = ws;
+    b.workspace_bytes = std::max<size_t>(16, lla::gpu::train_backward_workspace_bytes(p));
+    const auto bstatus = lla::gpu::parallax_backward(b, st);
+    if (!bstatus.ok) {
+      std::fprintf(stderr, "%s: %s\n", sh.name, bstatus.message.c_str());
+      return 2;
+    }
     CHECK(cudaStreamSynchronize(st));
     const Timing t = time_graph([&](int) { lla::gpu::parallax_forward(a, st); }, 5, quick ? 3 : 10, st);
-    const double flops = 8.0 * visible_pairs(sh) * double(sh.head_dim) * double(sh.batch * sh.heads_q);
-    const double tflops = flops / (t.median_us * 1e-6) / 1e12;
-    std::printf("%-30s %10.3f %10.3f %10.3f %10.1f\n", sh.name, t.median_us / 1e3, t.min_us / 1e3, t.max_us / 1e3,
-                tflops);
+    const Timing tb = time_graph(
+        [&](int) {
+          lla::gpu::parallax_forward(a, st);
+          lla::gpu::parallax_backward(b, st);
+        },
+        3, quick ? 3 : 10, st);
+    const double pair_flops = 2.0 * visible_pairs(sh) * double(sh.head_dim) * double(sh.batch * sh.heads_q);
+    const double tflops = 4.0 * pair_flops / (t.median_us * 1e-6) / 1e12;
+    const double tflops_fb = 15.0 * pair_flops / (tb.median_us * 1e-6) / 1e12;
+    std::printf("%-30s %10.3f %10.3f %10.3f %10.1f %12.3f %10.1f\n", sh.name, t.median_us / 1e3, t.min_us / 1e3,
+                t.max_us / 1e3, tflops, tb.median_us / 1e3, tflops_fb);
     if (js) {
       std::fprintf(js,
                    "%s{\"shape\": \"%s\", \"batch\": %lld, \"seqlen\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
                    "\"head_dim\": %lld, \"causal\": %s, \"window\": %lld, \"fwd_median_ms\": %.4f, "
-                   "\"fwd_min_ms\": %.4f, \"fwd_max_ms\": %.4f, \"fwd_TFLOPs\": %.2f}",
+                   "\"fwd_min_ms\": %.4f, \"fwd_max_ms\": %.4f, \"fwd_TFLOPs\": %.2f, \"fwdbwd_median_ms\": %.4f, "
+                   "\"fwdbwd_TFLOPs\": %.2f}",
                    si ? ", " : "", sh.name, sh.batch, sh.seqlen, sh.heads_q, sh.heads_kv, sh.head_dim,
-                   sh.causal ? "true" : "false", sh.window, t.median_us / 1e3, t.min_us / 1e3, t.max_us / 1e3, tflops);
+                   sh.causal ? "true" : "false", sh.window, t.median_us / 1e3, t.min_us / 1e3, t.max_us / 1e3, tflops,
+                   tb.median_us / 1e3, tflops_fb);
     }
     for (void* ptr : {static_cast<void*>(q), static_cast<void*>(r), static_cast<void*>(k), static_cast<void*>(v),
                       static_cast<void*>(o), static_cast<void*>(vbar), static_cast<void*>(lse),
-                      static_cast<void*>(tbar)}) {
+                      static_cast<void*>(tbar), static_cast<void*>(dout), static_cast<void*>(dq),
+                      static_cast<void*>(dr), static_cast<void*>(dk), static_cast<void*>(dv), ws}) {
       cudaFree(ptr);
     }
   }
