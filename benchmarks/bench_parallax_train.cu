@@ -2,8 +2,8 @@
 // captured graph of launches, median and spread over replays, effective TFLOP/s
 // counting Parallax's products over the visible (query, key) pairs only: 4 in the
 // forward (Q.K^T, R.K^T, P1.V, P2.V) and 11 more in the backward (spec 6.3:
-// S, T, dO.V^T recomputed twice, dQ, dR, dK from dS and dT, dV). The peer (PyTorch SDPA flash / cuDNN, and a dense GEMM ceiling) runs
-// in the same lane from sdpa_train.py.
+// S, T, dO.V^T recomputed twice, dQ, dR, dK from dS and dT, dV). The peer (PyTorch
+// SDPA flash / cuDNN, and a dense GEMM ceiling) runs in the same lane from sdpa_train.py.
 //   usage: bench_parallax_train [--json FILE] [--quick] [--only SHAPE]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
