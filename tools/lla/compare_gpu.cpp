@@ -27,8 +27,8 @@ const gpu::DeviceInfo& device() {
 
 std::string gpu_availability() {
   if (device().state == gpu::DeviceState::available) return "";
-  return std::string(device().state == gpu::DeviceState::absent ? "no CUDA device: " : "CUDA error: ") +
-         device().message;
+  // query_device's message already says what is missing ("no CUDA device: ...").
+  return device().state == gpu::DeviceState::absent ? device().message : "CUDA error: " + device().message;
 }
 
 Forward gpu_parallax_forward(const Config& c, const oracle::AttentionInputs<double>& in) {
