@@ -8,6 +8,7 @@ import argparse
 import json
 
 import torch
+from peer_timing import time_graph
 from torch.nn.attention import SDPBackend, sdpa_kernel
 import torch.nn.functional as F
 
@@ -19,31 +20,6 @@ SHAPES = [
     ("B1_L16384_GQA32to8_D128", 1, 16384, 32, 8, 128), ("B32_L4096_GQA32to8_D128", 32, 4096, 32, 8, 128),
     ("B32_L4096_H8_D64", 32, 4096, 8, 8, 64), ("B32_L4096_H8_D256", 32, 4096, 8, 8, 256),
 ]
-
-
-def time_graph(fn, launches=20, replays=30):
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(launches):
-            fn()
-    for _ in range(3):
-        g.replay()
-    times = []
-    for _ in range(replays):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3 / launches)
-    times.sort()
-    return times[len(times) // 2], times[0], times[-1]
 
 
 def main():
@@ -63,7 +39,7 @@ def main():
                 with sdpa_kernel([backend]):
                     fn = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=Hq != Hkv)
                     fn()
-                    med, lo, hi = time_graph(fn, replays=5 if args.quick else 30)
+                    med, lo, hi = (1e3 * x for x in time_graph(fn, launches=20, replays=5 if args.quick else 30))
                 results.append({"shape": name, "backend": label, "median_us": med, "min_us": lo, "max_us": hi})
                 print("%-26s %-6s %10.2f us" % (name, label, med), flush=True)
             except Exception as e:  # an unsupported backend/shape is reported, not fatal

@@ -12,6 +12,7 @@ import argparse
 import json
 
 import torch
+from peer_timing import time_graph
 from torch.nn.attention import SDPBackend, sdpa_kernel
 import torch.nn.functional as F
 
@@ -29,29 +30,6 @@ SHAPES = [
 def median_of(times):
     times.sort()
     return times[len(times) // 2]
-
-
-def time_graph_ms(fn, launches=5, replays=10):
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(2):
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(launches):
-            fn()
-    g.replay()
-    times = []
-    for _ in range(replays):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / launches)
-    return median_of(times)
 
 
 def time_eager_ms(fn, iters=5, replays=10):
@@ -73,7 +51,7 @@ def gemm_tflops():
     n = 8192
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    ms = time_graph_ms(lambda: a @ b)
+    ms = time_graph(lambda: a @ b, launches=5, replays=10)[0]
     return 2.0 * n ** 3 / (ms * 1e-3) / 1e12
 
 
@@ -98,7 +76,7 @@ def main():
                 with sdpa_kernel([backend]):
                     fwd = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=Hq != Hkv)
                     fwd()
-                    fwd_ms = time_graph_ms(fwd)
+                    fwd_ms = time_graph(fwd, launches=5, replays=10, warmup=2)[0]
                     qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
                     do = torch.randn_like(q)
 

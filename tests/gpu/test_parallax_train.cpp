@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "gpu/device_buffer.hpp"
@@ -50,24 +51,32 @@ std::vector<uint16_t> to_bits(const Tensor4<double>& t) {
   return b;
 }
 
+// K and V as bf16 bits; with `poison`, NaN in every key slot no query row of its
+// sequence may see (the kernels must not let them reach any output).
+std::pair<std::vector<uint16_t>, std::vector<uint16_t>> cache_bits(const Problem& p,
+                                                                   const oracle::AttentionInputs<double>& in,
+                                                                   bool poison) {
+  auto kb = to_bits(in.k), vb = to_bits(in.v);
+  if (!poison) return {kb, vb};
+  const int64_t row = p.heads_kv * p.head_dim;
+  for (const Sequence& seq : p.sequences()) {
+    for (int64_t j = seq.k_begin; j < seq.k_end; ++j) {
+      bool seen = false;
+      for (int64_t i = 0; i < seq.q_len && !seen; ++i) seen = p.key_visible(seq, i, j);
+      if (seen) continue;
+      const size_t at = static_cast<size_t>((seq.batch * p.seqlen_k + j) * row);
+      std::fill(kb.begin() + at, kb.begin() + at + row, uint16_t{0x7FC0});
+      std::fill(vb.begin() + at, vb.begin() + at + row, uint16_t{0x7FC0});
+    }
+  }
+  return {kb, vb};
+}
+
 // Runs the forward. `poison` writes NaN into every key slot no query row of its
 // sequence may see, and into the outputs beforehand (every element must be written).
 TrainRun run_forward(const TrainCase& c, const oracle::AttentionInputs<double>& in, bool poison) {
   const Problem& p = c.problem;
-  auto kb = to_bits(in.k), vb = to_bits(in.v);
-  if (poison) {
-    const int64_t row = p.heads_kv * p.head_dim;
-    for (const Sequence& seq : p.sequences()) {
-      for (int64_t j = seq.k_begin; j < seq.k_end; ++j) {
-        bool seen = false;
-        for (int64_t i = 0; i < seq.q_len && !seen; ++i) seen = p.key_visible(seq, i, j);
-        if (seen) continue;
-        const size_t at = static_cast<size_t>((seq.batch * p.seqlen_k + j) * row);
-        std::fill(kb.begin() + at, kb.begin() + at + row, uint16_t{0x7FC0});
-        std::fill(vb.begin() + at, vb.begin() + at + row, uint16_t{0x7FC0});
-      }
-    }
-  }
+  const auto [kb, vb] = cache_bits(p, in, poison);
   DeviceBuffer<uint16_t> dq(to_bits(in.q)), dr(to_bits(in.r)), dk(kb), dv(vb);
   DeviceBuffer<uint16_t> dout(static_cast<size_t>(p.q_elements())), dvbar(static_cast<size_t>(p.q_elements()));
   DeviceBuffer<float> dlse(static_cast<size_t>(p.batch * p.seqlen_q * p.heads_q)), dtbar(dlse.size());
@@ -272,20 +281,7 @@ GradRun run_backward(const TrainCase& c, const oracle::AttentionInputs<double>& 
                      bool poison) {
   const Problem& p = c.problem;
   const TrainRun fwd = run_forward(c, in, poison);
-  auto kb = to_bits(in.k), vb = to_bits(in.v);
-  if (poison) {
-    const int64_t row = p.heads_kv * p.head_dim;
-    for (const Sequence& seq : p.sequences()) {
-      for (int64_t j = seq.k_begin; j < seq.k_end; ++j) {
-        bool seen = false;
-        for (int64_t i = 0; i < seq.q_len && !seen; ++i) seen = p.key_visible(seq, i, j);
-        if (seen) continue;
-        const size_t at = static_cast<size_t>((seq.batch * p.seqlen_k + j) * row);
-        std::fill(kb.begin() + at, kb.begin() + at + row, uint16_t{0x7FC0});
-        std::fill(vb.begin() + at, vb.begin() + at + row, uint16_t{0x7FC0});
-      }
-    }
-  }
+  const auto [kb, vb] = cache_bits(p, in, poison);
   DeviceBuffer<uint16_t> dq_in(to_bits(in.q)), dr_in(to_bits(in.r)), dk_in(kb), dv_in(vb), dgo(to_bits(dout));
   DeviceBuffer<uint16_t> d_o(fwd.o), d_vbar(fwd.vbar);
   DeviceBuffer<float> d_lse(fwd.lse), d_tbar(fwd.tbar);

@@ -38,6 +38,24 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                : "r"(a));
 }
 
+// Byte offsets of this lane's row address for ldmatrix.x4 in a shared-memory tile of
+// rows `pitch` bytes apart (16 columns = 32 bytes per k-step; add kk * 32):
+//  A operand, rows row0 .. row0 + 15 (Q or P rows): matrices (rows 0-7, k 0-7),
+//    (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15) = a0..a3;
+//  B operand from rows that index n (K for Q.K^T): matrices (n 0-7, k 0-7), (n 0-7, k 8-15),
+//    (n 8-15, k 0-7), (n 8-15, k 8-15) = b0, b1 of n-tile 0, b0, b1 of n-tile 1;
+//  B operand from rows that index k, transposed (V for P.V; add n0 * 2 bytes):
+//    matrices (k 0-7, n 0-7), (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15).
+__device__ __forceinline__ int ldsm_a_offset(int lane, int row0, int pitch) {
+  return (row0 + lane % 8 + ((lane / 8) % 2) * 8) * pitch + (lane / 16) * 16;
+}
+__device__ __forceinline__ int ldsm_b_offset(int lane, int pitch) {
+  return (lane % 8 + 8 * (lane / 16)) * pitch + ((lane / 8) % 2) * 16;
+}
+__device__ __forceinline__ int ldsm_bt_offset(int lane, int pitch) {
+  return (lane % 8 + 8 * ((lane / 8) % 2)) * pitch + (lane / 16) * 16;
+}
+
 // d += a . b, m16n8k16, bf16 inputs, fp32 accumulators.
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(

@@ -166,9 +166,9 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
     for (int c = 0; c < 4; ++c) dk[n][c] = dv[n][c] = 0.f;
   // This thread's keys (accumulator rows): grp and grp + 8 of the warp's 16.
   const long long key[2] = {j0 + warp * 16 + grp, j0 + warp * 16 + grp + 8};
-  const int a_off = (warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * Traits::kPitch + (lane / 16) * 16;
-  const int b_off = (lane % 8 + 8 * (lane / 16)) * Traits::kPitch + ((lane / 8) % 2) * 16;   // rows as n
-  const int bt_off = (lane % 8 + 8 * ((lane / 8) % 2)) * Traits::kPitch + (lane / 16) * 16;  // rows as k
+  const int a_off = ldsm_a_offset(lane, warp * 16, Traits::kPitch);
+  const int b_off = ldsm_b_offset(lane, Traits::kPitch);    // rows as n
+  const int bt_off = ldsm_bt_offset(lane, Traits::kPitch);  // rows as k
 
   for (int n = 0; n < total_steps; ++n) {
     if (n + 1 < total_steps) load_step(n + 1, (n + 1) % 2);
@@ -311,9 +311,9 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
   for (int n = 0; n < NO; ++n)
 #pragma unroll
     for (int c = 0; c < 4; ++c) dq[n][c] = dr[n][c] = 0.f;
-  const int a_off = (warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * Traits::kPitch + (lane / 16) * 16;
-  const int b_off = (lane % 8 + 8 * (lane / 16)) * Traits::kPitch + ((lane / 8) % 2) * 16;
-  const int bt_off = (lane % 8 + 8 * ((lane / 8) % 2)) * Traits::kPitch + (lane / 16) * 16;
+  const int a_off = ldsm_a_offset(lane, warp * 16, Traits::kPitch);
+  const int b_off = ldsm_b_offset(lane, Traits::kPitch);    // rows as n
+  const int bt_off = ldsm_bt_offset(lane, Traits::kPitch);  // rows as k
 
   for (int n = 0; n < steps; ++n) {
     if (n + 1 < steps) load_step(n + 1, (n + 1) % 2);

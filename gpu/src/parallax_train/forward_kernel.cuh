@@ -159,9 +159,9 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
     for (int c = 0; c < 4; ++c) o1[n][c] = o2[n][c] = 0.f;
 
   // ldmatrix lane addresses (see common/mma.cuh for the fragment layouts).
-  const int a_off = (warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * Traits::kPitch + (lane / 16) * 16;
-  const int k_off = (lane % 8 + 8 * (lane / 16)) * Traits::kPitch + ((lane / 8) % 2) * 16;
-  const int v_off = (lane % 8 + 8 * ((lane / 8) % 2)) * Traits::kPitch + (lane / 16) * 16;
+  const int a_off = ldsm_a_offset(lane, warp * 16, Traits::kPitch);
+  const int k_off = ldsm_b_offset(lane, Traits::kPitch);
+  const int v_off = ldsm_bt_offset(lane, Traits::kPitch);
 
   for (int tile = 0; tile < tiles; ++tile) {
     const int stage = tile % Traits::kStages;
