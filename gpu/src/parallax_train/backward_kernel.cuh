@@ -114,6 +114,33 @@ __device__ __forceinline__ PairGrads pair_grads(bool valid, float s2, float t, f
   return PairGrads{pr * ((a - r.t_dot) + spread * (a - r.b_dot)), -pr * (a - r.b_dot), pr * (1.f + spread)};
 }
 
+// The three recomputed score products of the backward, each a 16 x 16 block summed
+// over the head dim: acc[i] += A_i . B_i^T, where a[i] and b[i] are this lane's
+// ldmatrix addresses in shared-memory tiles (A: rows index m; B: rows index n).
+// dQ/dR: (Q, K), (R, K), (dO, V); dK/dV, transposed: (K, Q), (K, R), (V, dO).
+template <int KS>
+__device__ __forceinline__ void three_products(float (&acc)[3][2][4], const unsigned char* const (&a)[3],
+                                               const unsigned char* const (&b)[3]) {
+  using namespace ptx;
+#pragma unroll
+  for (int i = 0; i < 3; ++i)
+#pragma unroll
+    for (int n = 0; n < 2; ++n)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) acc[i][n][c] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < KS; ++kk) {
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+      uint32_t af[4], bf[4];
+      ldmatrix_x4(af, a[i] + kk * 32);
+      ldmatrix_x4(bf, b[i] + kk * 32);
+      mma_bf16(acc[i][0], af, bf[0], bf[1]);
+      mma_bf16(acc[i][1], af, bf[2], bf[3]);
+    }
+  }
+}
+
 // dK and dV of 64 keys of one (sequence, KV head), summed over the query heads of the
 // group and the query rows that see them.
 template <class Traits>
@@ -181,22 +208,12 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
     const long long h = g * f.group + n / steps, i0 = row_lo + 16LL * (n % steps);
 
     // 1. S^T, T^T, A^T (16 keys x 16 rows): A = K or V rows of the warp, B = Q, R, dO rows.
-    float st[2][4] = {}, tt[2][4] = {}, at[2][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < KS; ++kk) {
-      uint32_t ka[4], va[4], qb[4], rb[4], gb[4];
-      ldmatrix_x4(ka, k_smem + a_off + kk * 32);
-      ldmatrix_x4(va, v_smem + a_off + kk * 32);
-      ldmatrix_x4(qb, qs + b_off + kk * 32);
-      ldmatrix_x4(rb, rs + b_off + kk * 32);
-      ldmatrix_x4(gb, gs + b_off + kk * 32);
-      mma_bf16(st[0], ka, qb[0], qb[1]);
-      mma_bf16(st[1], ka, qb[2], qb[3]);
-      mma_bf16(tt[0], ka, rb[0], rb[1]);
-      mma_bf16(tt[1], ka, rb[2], rb[3]);
-      mma_bf16(at[0], va, gb[0], gb[1]);
-      mma_bf16(at[1], va, gb[2], gb[3]);
-    }
+    float acc[3][2][4];
+    three_products<KS>(acc, {k_smem + a_off, k_smem + a_off, v_smem + a_off},
+                       {qs + b_off, rs + b_off, gs + b_off});
+    const auto& st = acc[0];
+    const auto& tt = acc[1];
+    const auto& at = acc[2];
     // 2. Per pair (key grp + 8 hk, row nt * 8 + 2 quad + e): dS, dT, W.
     float ds[2][4], dt[2][4], w[2][4];
 #pragma unroll
@@ -323,22 +340,11 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
     const unsigned char* ks = step_smem + (n % 2) * 2 * Traits::kTileBytes;
     const unsigned char* vs = ks + Traits::kTileBytes;
     // 1. S, T, A (16 rows x 16 keys): A operands Q, R, dO rows; B = K, K, V rows.
-    float s[2][4] = {}, t[2][4] = {}, a[2][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < KS; ++kk) {
-      uint32_t qa[4], ra[4], ga[4], kb[4], vb[4];
-      ldmatrix_x4(qa, q_smem + a_off + kk * 32);
-      ldmatrix_x4(ra, r_smem + a_off + kk * 32);
-      ldmatrix_x4(ga, g_smem + a_off + kk * 32);
-      ldmatrix_x4(kb, ks + b_off + kk * 32);
-      ldmatrix_x4(vb, vs + b_off + kk * 32);
-      mma_bf16(s[0], qa, kb[0], kb[1]);
-      mma_bf16(s[1], qa, kb[2], kb[3]);
-      mma_bf16(t[0], ra, kb[0], kb[1]);
-      mma_bf16(t[1], ra, kb[2], kb[3]);
-      mma_bf16(a[0], ga, vb[0], vb[1]);
-      mma_bf16(a[1], ga, vb[2], vb[3]);
-    }
+    float acc[3][2][4];
+    three_products<KS>(acc, {q_smem + a_off, r_smem + a_off, g_smem + a_off}, {ks + b_off, ks + b_off, vs + b_off});
+    const auto& s = acc[0];
+    const auto& t = acc[1];
+    const auto& a = acc[2];
     // 2. dS, dT per pair (row grp + 8 h, key nt * 8 + 2 quad + e).
     const long long jj = k_lo + 16LL * n + 2 * quad;
     float ds[2][4], dt[2][4];
