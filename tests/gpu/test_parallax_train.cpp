@@ -240,6 +240,29 @@ TEST(ParallaxTrainForward, AdversarialMagnitudes) {
   }
 }
 
+// The saved statistics are optional outputs: without them o is bitwise the same.
+TEST(ParallaxTrainForward, StatisticsAreOptional) {
+  LLA_REQUIRE_DEVICE();
+  TrainCase c;
+  c.problem = Problem::dense(2, 70, 90, 4, 2, 64);
+  c.problem.window = 33;
+  const auto in = quantised_inputs(c);
+  const TrainRun full = run_forward(c, in, false);
+  DeviceBuffer<uint16_t> dq(to_bits(in.q)), dr(to_bits(in.r)), dk(to_bits(in.k)), dv(to_bits(in.v));
+  DeviceBuffer<uint16_t> dout(static_cast<size_t>(c.problem.q_elements()));
+  gpu::TrainForwardArgs a;
+  a.problem = c.problem;
+  a.q = dq.get();
+  a.r = dr.get();
+  a.k = dk.get();
+  a.v = dv.get();
+  a.o = dout.get();
+  const auto st = gpu::parallax_forward(a, nullptr);
+  ASSERT_TRUE(st.ok) << st.message;
+  CUDA_OK(cudaDeviceSynchronize());
+  EXPECT_EQ(dout.download(), full.o);
+}
+
 // Issue 7's accuracy target on o (bf16): max-norm relative error <= 1e-2 on each
 // case, median <= 4e-3, on training-like shapes scaled down for the oracle.
 TEST(ParallaxTrainForward, MaxNormErrorTarget) {
@@ -385,6 +408,25 @@ TEST(ParallaxTrainBackward, PoisonAndDeterminism) {
     RC_ASSERT(clean.dk == again.dk);
     RC_ASSERT(clean.dq == again.dq);
   }));
+}
+
+// Large logits, heavy and near-duplicate keys: the backward's preprocess uses the
+// stored bf16 o and vbar (spec 6.3), whose rounding the fp32 baseline does not have;
+// this is where that would show.
+TEST(ParallaxTrainBackward, AdversarialMagnitudes) {
+  LLA_REQUIRE_DEVICE();
+  for (Magnitude m : {Magnitude::large_logits, Magnitude::heavy_keys, Magnitude::near_duplicate_keys,
+                      Magnitude::large}) {
+    TrainCase c;
+    c.problem = Problem::dense(2, 100, 130, 4, 2, 128);
+    c.problem.window = 70;
+    c.magnitude = m;
+    c.seed = 11;
+    const auto in = quantised_inputs(c);
+    const auto dout = quantised_dout(c);
+    const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
+    EXPECT_TRUE(v.ok) << v.message;
+  }
 }
 
 // Issue 7's accuracy target on every gradient (bf16): max-norm relative error

@@ -49,8 +49,10 @@ struct BackwardTraits {
   static constexpr int kRowsPerCta = kWarps * 16;
   static constexpr int kKeysPerStep = 16;
   static constexpr size_t kTileBytes = size_t(16) * kPitch;                // 16 rows of one tensor
+  static constexpr size_t kStepTermsBytes = size_t(2) * kRowsPerStep * 32;  // RowTerms of a step's rows, x2
   static constexpr size_t kDkdvSmem = size_t(2) * kKeysPerCta * kPitch     // K, V of the CTA
-                                      + size_t(2) * 3 * kTileBytes;        // Q, R, dO steps, double-buffered
+                                      + size_t(2) * 3 * kTileBytes         // Q, R, dO steps, double-buffered
+                                      + kStepTermsBytes;
   static constexpr size_t kDqdrSmem = size_t(3) * kRowsPerCta * kPitch     // Q, R, dO of the CTA
                                       + size_t(2) * 2 * kTileBytes;        // K, V steps, double-buffered
 };
@@ -81,12 +83,13 @@ __device__ inline void preprocess_rows(const BackwardParams& p, long long rows) 
   }
 }
 
-// The per-row quantities the gradient of one (row, key) pair needs.
+// The per-row quantities the gradient of one (row, key) pair needs (32 bytes).
 struct RowTerms {
   float lse2;  // lse * log2(e)
   float tbar, t_dot, b_dot;
   long long key_begin, key_end;  // the row's keys; empty for rows past the sequence
 };
+static_assert(sizeof(RowTerms) == 32, "BackwardTraits::kStepTermsBytes assumes 32-byte RowTerms");
 
 __device__ __forceinline__ RowTerms row_terms(const BackwardParams& p, const SeqView& sv, long long head,
                                               long long row) {
@@ -167,6 +170,8 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
   unsigned char* k_smem = smem;
   unsigned char* v_smem = k_smem + Traits::kKeysPerCta * Traits::kPitch;
   unsigned char* step_smem = v_smem + Traits::kKeysPerCta * Traits::kPitch;  // [stage][Q, R, dO][16 rows]
+  // The step's rows' terms, read by every warp: loaded once with the step's tiles.
+  RowTerms* step_terms = reinterpret_cast<RowTerms*>(step_smem + 2 * 3 * Traits::kTileBytes);  // [stage][16]
   const long long kv_stride = f.heads_kv * D, q_stride = f.heads_q * D;
   load_rows<Traits>(k_smem, f.k + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, Traits::kKeysPerCta, keys_valid,
                     D);
@@ -182,6 +187,7 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
     load_rows<Traits>(dst, f.q + off, q_stride, 16, valid, D);
     load_rows<Traits>(dst + Traits::kTileBytes, f.r + off, q_stride, 16, valid, D);
     load_rows<Traits>(dst + 2 * Traits::kTileBytes, p.dout + off, q_stride, 16, valid, D);
+    if (threadIdx.x < 16) step_terms[stage * 16 + threadIdx.x] = row_terms(p, sv, h, i0 + threadIdx.x);
   };
   if (total_steps > 0) load_step(0, 0);
   cp_async_commit();
@@ -205,7 +211,7 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
     const unsigned char* qs = step_smem + (n % 2) * 3 * Traits::kTileBytes;
     const unsigned char* rs = qs + Traits::kTileBytes;
     const unsigned char* gs = rs + Traits::kTileBytes;
-    const long long h = g * f.group + n / steps, i0 = row_lo + 16LL * (n % steps);
+    const long long i0 = row_lo + 16LL * (n % steps);
 
     // 1. S^T, T^T, A^T (16 keys x 16 rows): A = K or V rows of the warp, B = Q, R, dO rows.
     float acc[3][2][4];
@@ -221,7 +227,7 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const long long row = i0 + nt * 8 + 2 * quad + e;
-        const RowTerms rt = row_terms(p, sv, h, row);
+        const RowTerms& rt = step_terms[(n % 2) * 16 + (row - i0)];
 #pragma unroll
         for (int hk = 0; hk < 2; ++hk) {
           const int c = 2 * hk + e;

@@ -149,7 +149,12 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k, {a.q, a.r, a.k, a.v, a.o})) {
     return refuse(*e);
   }
-  if (a.vbar != nullptr && reinterpret_cast<uintptr_t>(a.vbar) % 16 != 0) return refuse("tensors must be 16-byte aligned");
+  if (a.vbar != nullptr && reinterpret_cast<uintptr_t>(a.vbar) % 16 != 0) {
+    return refuse("tensors must be 16-byte aligned");
+  }
+  for (const float* ptr : std::initializer_list<const float*>{a.lse, a.tbar}) {
+    if (reinterpret_cast<uintptr_t>(ptr) % alignof(float) != 0) return refuse("lse and tbar must be float-aligned");
+  }
   const train::Extent ext = train::extent_of(pr);
   constexpr long long kBlockM = train::ForwardTraits<64, true>::kBlockM;
   const long long m_blocks = (ext.max_q + kBlockM - 1) / kBlockM;
@@ -186,6 +191,12 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
     return refuse(*e);
   }
   if (a.lse == nullptr || a.tbar == nullptr) return refuse("lse and tbar from the forward are required");
+  for (const void* ptr : {static_cast<const void*>(a.lse), static_cast<const void*>(a.tbar),
+                          static_cast<const void*>(a.workspace)}) {
+    if (reinterpret_cast<uintptr_t>(ptr) % alignof(float) != 0) {
+      return refuse("lse, tbar and workspace must be float-aligned");
+    }
+  }
   const size_t need = train_backward_workspace_bytes(pr);
   if (need > 0 && (a.workspace == nullptr || a.workspace_bytes < need)) {
     return refuse("the workspace must hold " + std::to_string(need) + " bytes");
@@ -193,7 +204,8 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
   const train::Extent ext = train::extent_of(pr);
   if (ext.sequences == 0) return Status{};
   const long long m_blocks = (ext.max_q + 63) / 64, n_blocks = (ext.max_k + 63) / 64;
-  if (m_blocks > INT32_MAX || n_blocks > INT32_MAX || pr.heads_q > 65535 || ext.sequences > 65535) {
+  if (m_blocks > INT32_MAX || n_blocks > INT32_MAX || pr.heads_q > 65535 || ext.sequences > 65535 ||
+      pr.batch * pr.seqlen_q * pr.heads_q / 4 >= INT32_MAX) {
     return refuse("grid too large (sequence length, heads or batch)");
   }
   train::BackwardParams p{};
