@@ -53,8 +53,12 @@ struct BackwardTraits {
   static constexpr size_t kDkdvSmem = size_t(2) * kKeysPerCta * kPitch     // K, V of the CTA
                                       + size_t(2) * 3 * kTileBytes         // Q, R, dO steps, double-buffered
                                       + kStepTermsBytes;
+  // dQ/dR's centring terms, per thread (see dqdr_cta): kbar's C-fragment elements and
+  // the running sums of dS, dT and p of the thread's two rows.
+  static constexpr size_t kKbarBytes = size_t(kThreads) * (kOutTiles * 4 + 6) * sizeof(float);
   static constexpr size_t kDqdrSmem = size_t(3) * kRowsPerCta * kPitch     // Q, R, dO of the CTA
-                                      + size_t(2) * 2 * kTileBytes;        // K, V steps, double-buffered
+                                      + size_t(2) * 2 * kTileBytes         // K, V steps, double-buffered
+                                      + kKbarBytes;
 };
 
 // One warp per row: T_i = g.o and b_i = g.vbar in fp32 from the stored bf16 tensors.
@@ -105,16 +109,16 @@ __device__ __forceinline__ RowTerms row_terms(const BackwardParams& p, const Seq
 }
 
 struct PairGrads {
-  float ds, dt, w;
+  float ds, dt, w, p;
 };
 
 // dS, dT and W of one (row, key) pair from its recomputed s (log2 units, scaled),
 // t and a = g.v. Masked pairs give zeros (and never evaluate exp2 of an empty row).
 __device__ __forceinline__ PairGrads pair_grads(bool valid, float s2, float t, float a, const RowTerms& r) {
-  if (!valid) return PairGrads{0.f, 0.f, 0.f};
+  if (!valid) return PairGrads{0.f, 0.f, 0.f, 0.f};
   const float pr = exp2f(s2 - r.lse2);
   const float spread = r.tbar - t;
-  return PairGrads{pr * ((a - r.t_dot) + spread * (a - r.b_dot)), -pr * (a - r.b_dot), pr * (1.f + spread)};
+  return PairGrads{pr * ((a - r.t_dot) + spread * (a - r.b_dot)), -pr * (a - r.b_dot), pr * (1.f + spread), pr};
 }
 
 // The three recomputed score products of the backward, each a 16 x 16 block summed
@@ -288,7 +292,22 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
   }
 }
 
+// The value the tensor cores see for x sent as hi + lo bf16 words (split2_bf16).
+__device__ __forceinline__ float in_two_words(float x) {
+  const float hi = __bfloat162float(__float2bfloat16_rn(x));
+  return hi + __bfloat162float(__float2bfloat16_rn(x - hi));
+}
+
 // dQ and dR of 64 query rows of one (sequence, query head).
+//
+// Centred keys: sum_j dS_ij = sum_j dT_ij = 0 in exact arithmetic, so
+//   dq_i = c sum_j dS_ij (k_j - kbar_i),  dr_i = sum_j dT_ij (k_j - kbar_i)
+// for any kbar_i. The computed dS inherits an error p_ij dT_i from T_i (taken from
+// the stored bf16 o, spec 6.3); uncentred, that error reaches dq as dT_i sum_j p_ij k_j,
+// which with nearly equal keys is orders of magnitude larger than dq itself. With
+// kbar_i = sum_j p_ij k_j / sum_j p_ij it cancels. The kernel accumulates sum_j dS_ij k_j
+// and kbar_i on the tensor cores, the sums of dS and dT (as rounded for them) in fp32,
+// and subtracts at the end (tests/reference/test_kernel_numerics.cpp models this).
 template <class Traits>
 __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
   using namespace ptx;
@@ -310,6 +329,12 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
   unsigned char* r_smem = q_smem + Traits::kRowsPerCta * Traits::kPitch;
   unsigned char* g_smem = r_smem + Traits::kRowsPerCta * Traits::kPitch;
   unsigned char* step_smem = g_smem + Traits::kRowsPerCta * Traits::kPitch;  // [stage][K, V][16 keys]
+  // kbar accumulators in shared memory (registers are full at D = 128): each thread
+  // owns its C-fragment elements, element-major so consecutive threads are adjacent.
+  float* kbar = reinterpret_cast<float*>(step_smem + 2 * 2 * Traits::kTileBytes);
+  float* sums = kbar + NO * 4 * Traits::kThreads;  // [dS row 0, dS row 1, dT .., p ..][thread]
+  for (int e = 0; e < NO * 4 + 6; ++e) kbar[e * Traits::kThreads + threadIdx.x] = 0.f;
+  auto sum_at = [&](int which, int h) -> float& { return sums[(2 * which + h) * Traits::kThreads + threadIdx.x]; };
   const long long q_stride = f.heads_q * D, kv_stride = f.heads_kv * D;
   const long long q_off = ((sv.q_off + m0) * f.heads_q + head) * D;
   load_rows<Traits>(q_smem, f.q + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
@@ -353,7 +378,7 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
     const auto& a = acc[2];
     // 2. dS, dT per pair (row grp + 8 h, key nt * 8 + 2 quad + e).
     const long long jj = k_lo + 16LL * n + 2 * quad;
-    float ds[2][4], dt[2][4];
+    float ds[2][4], dt[2][4], pw[2][4];
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt)
 #pragma unroll
@@ -366,14 +391,19 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
           const PairGrads pg = pair_grads(valid, s[nt][c] * f.scale_log2, t[nt][c], a[nt][c], rt[h]);
           ds[nt][c] = pg.ds;
           dt[nt][c] = pg.dt;
+          pw[nt][c] = pg.p;
+          sum_at(0, h) += in_two_words(pg.ds);
+          sum_at(1, h) += in_two_words(pg.dt);
+          sum_at(2, h) += pg.p;
         }
     // 3. dQ += dS K, dR += dT K (A from the accumulators, hi + lo; B = K by ldmatrix.trans).
-    uint32_t s_hi[4], s_lo[4], t_hi[4], t_lo[4];
+    uint32_t s_hi[4], s_lo[4], t_hi[4], t_lo[4], p_hi[4], p_lo[4];
 #pragma unroll
     for (int x = 0; x < 4; ++x) {
       const int nt = x / 2, c = (x % 2) * 2;
       split2_bf16(ds[nt][c], ds[nt][c + 1], s_hi[x], s_lo[x]);
       split2_bf16(dt[nt][c], dt[nt][c + 1], t_hi[x], t_lo[x]);
+      split2_bf16(pw[nt][c], pw[nt][c + 1], p_hi[x], p_lo[x]);  // one word for kbar is 18x too coarse (model)
     }
 #pragma unroll
     for (int nd = 0; nd < NO; nd += 2) {
@@ -385,6 +415,11 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
         mma_bf16(dq[nd + half], s_lo, kf[2 * half], kf[2 * half + 1]);
         mma_bf16(dr[nd + half], t_hi, kf[2 * half], kf[2 * half + 1]);
         mma_bf16(dr[nd + half], t_lo, kf[2 * half], kf[2 * half + 1]);
+        float kb[4] = {0.f, 0.f, 0.f, 0.f};
+        mma_bf16(kb, p_hi, kf[2 * half], kf[2 * half + 1]);
+        mma_bf16(kb, p_lo, kf[2 * half], kf[2 * half + 1]);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) kbar[((nd + half) * 4 + c) * Traits::kThreads + threadIdx.x] += kb[c];
       }
     }
     __syncthreads();
@@ -393,17 +428,26 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
 
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
+    float sum_ds = sum_at(0, h), sum_dt = sum_at(1, h), sum_p = sum_at(2, h);
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {  // the row's 4 lanes hold its sums
+      sum_ds += __shfl_xor_sync(0xffffffffu, sum_ds, off);
+      sum_dt += __shfl_xor_sync(0xffffffffu, sum_dt, off);
+      sum_p += __shfl_xor_sync(0xffffffffu, sum_p, off);
+    }
     const long long row = m0 + warp * 16 + grp + 8 * h;
     if (row >= sv.q_len) continue;
     const long long base = ((sv.q_off + row) * f.heads_q + head) * D;
+    const float inv_p = sum_p > 0.f ? 1.f / sum_p : 0.f;
 #pragma unroll
     for (int nd = 0; nd < NO; ++nd)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const long long col = nd * 8 + 2 * quad + e;
         if (col >= D) continue;
-        p.dq[base + col] = __float2bfloat16_rn(p.scale * dq[nd][2 * h + e]);
-        p.dr[base + col] = __float2bfloat16_rn(dr[nd][2 * h + e]);
+        const float kb = kbar[(nd * 4 + 2 * h + e) * Traits::kThreads + threadIdx.x] * inv_p;
+        p.dq[base + col] = __float2bfloat16_rn(p.scale * (dq[nd][2 * h + e] - sum_ds * kb));
+        p.dr[base + col] = __float2bfloat16_rn(dr[nd][2 * h + e] - sum_dt * kb);
       }
   }
 }
