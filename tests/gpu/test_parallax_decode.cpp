@@ -163,13 +163,10 @@ Verdict judge(const DecodeCase& c, const oracle::AttentionInputs<double>& in, co
   const Problem& p = c.problem;
   const auto ref = oracle::parallax_forward(p, in);
   const auto base = oracle::parallax_forward(p, oracle::cast_inputs<float>(in));
-  Tensor4<double> got(ref.o.shape()), base_o(ref.o.shape());
-  for (int64_t i = 0; i < got.size(); ++i) {
-    got.data()[i] = value_of(c.dtype, gpu.o[static_cast<size_t>(i)]);
-    base_o.data()[i] = round_to(precision_of(c.dtype), static_cast<double>(base.o.data()[i]));
-  }
-  const double err = max_abs_diff(got, ref.o), base_err = max_abs_diff(base_o, ref.o);
-  const double bound = kernel_bound(base_err, max_abs(ref.o), unit_roundoff_of(precision_of(c.dtype)));
+  Tensor4<double> got(ref.o.shape());
+  for (int64_t i = 0; i < got.size(); ++i) got.data()[i] = value_of(c.dtype, gpu.o[static_cast<size_t>(i)]);
+  const RuleCheck rule = baseline_rule(got, ref.o, base.o, precision_of(c.dtype));
+  const double err = rule.error, base_err = rule.baseline_error, bound = rule.bound;
   // LSE in fp32: the same rule with the fp32 baseline and an fp32 floor.
   Tensor3<double> lse(ref.stats.lse.shape());
   for (int64_t i = 0; i < lse.size(); ++i) lse.data()[i] = gpu.lse[static_cast<size_t>(i)];
@@ -375,12 +372,11 @@ TEST(ParallaxDecode, SixtyFourBitOffsets) {
   const auto o = dout.download();
   const auto ref = oracle::parallax_forward(small, in).o;
   const auto base = oracle::parallax_forward(small, oracle::cast_inputs<float>(in)).o;
-  double err = 0, base_err = 0;
-  for (size_t i = 0; i < o.size(); ++i) {
-    err = std::max(err, std::fabs(bf16_value(o[i]) - ref.data()[i]));
-    base_err = std::max(base_err, std::fabs(round_to(Precision::bf16, double(base.data()[i])) - ref.data()[i]));
-  }
-  EXPECT_LE(err, kernel_bound(base_err, max_abs(ref), unit_roundoff_of(Precision::bf16))) << "baseline error " << base_err;
+  Tensor4<double> got(ref.shape());
+  for (size_t i = 0; i < o.size(); ++i) got.data()[i] = bf16_value(o[i]);
+  const RuleCheck rule = baseline_rule(got, ref, base, Precision::bf16);
+  EXPECT_TRUE(rule.ok()) << "error " << rule.error << ", bound " << rule.bound << ", baseline error "
+                         << rule.baseline_error;
 }
 
 // Many CTAs at once (B * Hq = 2048, GQA, splits): the public Parallax decode race

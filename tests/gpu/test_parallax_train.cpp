@@ -7,6 +7,7 @@
 #include <rapidcheck.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -43,6 +44,12 @@ oracle::AttentionInputs<double> quantised_inputs(const TrainCase& c) {
   for (auto* t : {&in.q, &in.k, &in.v, &in.r})
     for (auto& x : *t) x = round_to(Precision::bf16, x);
   return in;
+}
+
+Tensor4<double> from_bf16_bits(const std::vector<uint16_t>& bits, const std::array<int64_t, 4>& shape) {
+  Tensor4<double> t(shape);
+  for (int64_t i = 0; i < t.size(); ++i) t.data()[i] = bf16_value(bits[static_cast<size_t>(i)]);
+  return t;
 }
 
 std::vector<uint16_t> to_bits(const Tensor4<double>& t) {
@@ -119,22 +126,17 @@ Verdict judge(const TrainCase& c, const oracle::AttentionInputs<double>& in, con
   const auto ref = oracle::parallax_forward(p, in);
   const auto base = oracle::parallax_forward(p, oracle::cast_inputs<float>(in));
   const auto cond = attention_condition(p, in);
-  const double u16 = unit_roundoff_of(Precision::bf16), u32 = unit_roundoff_of(Precision::fp32);
+  const double u32 = unit_roundoff_of(Precision::fp32);
   std::ostringstream os;
   os << p.describe() << " magnitude=" << to_string(c.magnitude) << ":";
   Verdict v;
   // o and vbar in bf16: the baseline is the fp32 oracle rounded to bf16.
   auto check_bf16 = [&](const char* name, const Tensor4<double>& want, const auto& base_t,
                         const std::vector<uint16_t>& got_bits) {
-    Tensor4<double> got(want.shape()), b(want.shape());
-    for (int64_t i = 0; i < got.size(); ++i) {
-      got.data()[i] = bf16_value(got_bits[static_cast<size_t>(i)]);
-      b.data()[i] = round_to(Precision::bf16, static_cast<double>(base_t.data()[i]));
-    }
-    const double err = max_abs_diff(got, want), base_err = max_abs_diff(b, want);
-    const double bound = kernel_bound(base_err, max_abs(want), u16);
-    os << " " << name << " " << err << " (baseline " << base_err << ", bound " << bound << ")";
-    if (!(std::isfinite(err) && err <= bound)) v.ok = false;
+    const Tensor4<double> got = from_bf16_bits(got_bits, want.shape());
+    const RuleCheck r = baseline_rule(got, want, base_t, Precision::bf16);
+    os << " " << name << " " << r.error << " (baseline " << r.baseline_error << ", bound " << r.bound << ")";
+    if (!r.ok()) v.ok = false;
     return max_norm_relative_error(got, want);
   };
   v.rel_err = check_bf16("o", ref.o, base.o, run.o);
@@ -360,16 +362,12 @@ Verdict judge_grads(const TrainCase& c, const oracle::AttentionInputs<double>& i
   Verdict v;
   auto check = [&](const char* name, const Tensor4<double>& want, const Tensor4<float>& base_t,
                    const std::vector<uint16_t>& got_bits) {
-    Tensor4<double> got(want.shape()), b(want.shape());
-    for (int64_t i = 0; i < got.size(); ++i) {
-      got.data()[i] = bf16_value(got_bits[static_cast<size_t>(i)]);
-      b.data()[i] = round_to(Precision::bf16, static_cast<double>(base_t.data()[i]));
-    }
-    const double err = max_abs_diff(got, want), base_err = max_abs_diff(b, want);
-    const double bound = kernel_bound(base_err, max_abs(want), unit_roundoff_of(Precision::bf16));
+    const Tensor4<double> got = from_bf16_bits(got_bits, want.shape());
+    const RuleCheck r = baseline_rule(got, want, base_t, Precision::bf16);
     const double rel = max_norm_relative_error(got, want);
-    os << " " << name << " " << err << " (baseline " << base_err << ", bound " << bound << ", rel " << rel << ")";
-    if (!(std::isfinite(err) && err <= bound)) v.ok = false;
+    os << " " << name << " " << r.error << " (baseline " << r.baseline_error << ", bound " << r.bound << ", rel "
+       << rel << ")";
+    if (!r.ok()) v.ok = false;
     v.rel_err = std::max(v.rel_err, rel);
   };
   check("dq", ref.dq, base.dq, run.dq);

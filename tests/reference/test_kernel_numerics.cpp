@@ -146,11 +146,9 @@ Judged judge_model(const Problem& p, const oracle::AttentionInputs<double>& in, 
                    int64_t tile_keys) {
   const auto ref = oracle::parallax_forward(p, in);
   const auto base = oracle::parallax_forward(p, oracle::cast_inputs<float>(in));
-  Tensor4<double> got = model_forward(p, in, w, tile_keys), b(ref.o.shape());
+  Tensor4<double> got = model_forward(p, in, w, tile_keys);
   for (auto& x : got) x = bf16(x);
-  for (int64_t n = 0; n < b.size(); ++n) b.data()[n] = bf16(static_cast<double>(base.o.data()[n]));
-  const double bound = kernel_bound(max_abs_diff(b, ref.o), max_abs(ref.o), unit_roundoff_of(Precision::bf16));
-  return Judged{max_abs_diff(got, ref.o) / bound, max_norm_relative_error(got, ref.o)};
+  return Judged{baseline_rule(got, ref.o, base.o, Precision::bf16).ratio(), max_norm_relative_error(got, ref.o)};
 }
 
 constexpr double kKeyOffset = 2.0;  // per coordinate: |t| grows by about 2 sum|r_d|, o is unchanged
@@ -310,10 +308,7 @@ double worst_backward_ratio(const BackwardScheme& w, Magnitude mag) {
     const auto base = oracle::parallax_backward(p, oracle::cast_inputs<float>(in), g32);
     const auto got = model_backward(p, in, g, w);
     auto ratio = [&](const Tensor4<double>& want, const Tensor4<float>& b32, const Tensor4<double>& have) {
-      Tensor4<double> b(want.shape());
-      for (int64_t n = 0; n < b.size(); ++n) b.data()[n] = bf16(static_cast<double>(b32.data()[n]));
-      return max_abs_diff(have, want) /
-             kernel_bound(max_abs_diff(b, want), max_abs(want), unit_roundoff_of(Precision::bf16));
+      return baseline_rule(have, want, b32, Precision::bf16).ratio();
     };
     const double rq = ratio(ref.dq, base.dq, got.dq), rr = ratio(ref.dr, base.dr, got.dr),
                  rk = ratio(ref.dk, base.dk, got.dk), rv = ratio(ref.dv, base.dv, got.dv);

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <limits>
 
+#include "lla/metrics.hpp"
+#include "lla/tensor.hpp"
 #include "lla/tolerance_policy.hpp"
 
 namespace lla::test {
@@ -68,6 +70,30 @@ double gradient_consistency_bound(const AttentionCondition& c, double scale) {
 inline double unit_roundoff_of(Precision p) { return tolerance::unit_roundoff(p); }
 inline double kernel_bound(double baseline_error, double reference_max_abs, double u) {
   return tolerance::kBaselineFactor * baseline_error + tolerance::kFloorUnits * u * reference_max_abs;
+}
+
+// The rule applied to a candidate stored in `dtype` (a kernel's output): the baseline
+// is the fp32 oracle's result on the same inputs, rounded to `dtype`.
+struct RuleCheck {
+  double error = 0;           // max|candidate - oracle64|
+  double baseline_error = 0;  // max|round(baseline32) - oracle64|
+  double bound = 0;
+  bool ok() const { return std::isfinite(error) && error <= bound; }
+  double ratio() const { return bound > 0 ? error / bound : error; }
+};
+
+template <class Baseline, int R>
+RuleCheck baseline_rule(const Tensor<double, R>& candidate, const Tensor<double, R>& oracle64,
+                        const Tensor<Baseline, R>& baseline32, Precision dtype) {
+  Tensor<double, R> rounded(oracle64.shape());
+  for (int64_t i = 0; i < rounded.size(); ++i) {
+    rounded.data()[i] = round_to(dtype, static_cast<double>(baseline32.data()[i]));
+  }
+  RuleCheck r;
+  r.error = max_abs_diff(candidate, oracle64);
+  r.baseline_error = max_abs_diff(rounded, oracle64);
+  r.bound = kernel_bound(r.baseline_error, max_abs(oracle64), unit_roundoff_of(dtype));
+  return r;
 }
 
 // Issue 5's accuracy target for bf16 decode: max|o - o64| / max|o64| at most the level

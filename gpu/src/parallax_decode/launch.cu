@@ -103,13 +103,16 @@ void launch_mma(const Params& p, cudaStream_t stream) {
   launch_mma_config<kDMax, kRows, mma_default_dsplit(kDMax), mma_default_stages(kDMax)>(p, stream);
 }
 
-int mma_ctas_per_sm(long long head_dim) {
-  return head_dim <= 64 ? MmaTraits<64, 8>::kCtasPerSm
-                        : head_dim <= 128 ? MmaTraits<128, 8>::kCtasPerSm : MmaTraits<256, 8>::kCtasPerSm;
+// What the split heuristic needs of the tensor-core body of a head-dim bucket.
+struct MmaShape {
+  int ctas_per_sm, tile_keys;
+};
+template <int kDMax>
+constexpr MmaShape mma_shape_of() {
+  return MmaShape{MmaTraits<kDMax, 8>::kCtasPerSm, MmaTraits<kDMax, 8>::kTileKeys};
 }
-int mma_tile_keys(long long head_dim) {
-  return head_dim <= 64 ? MmaTraits<64, 8>::kTileKeys
-                        : head_dim <= 128 ? MmaTraits<128, 8>::kTileKeys : MmaTraits<256, 8>::kTileKeys;
+MmaShape mma_shape(long long head_dim) {
+  return head_dim <= 64 ? mma_shape_of<64>() : head_dim <= 128 ? mma_shape_of<128>() : mma_shape_of<256>();
 }
 
 template <int kRows>
@@ -164,8 +167,9 @@ int decode_num_splits(const Problem& pr, int sm_count, DType dtype) {
     // Model: a CTA costs its tiles plus ~2 tiles of pipeline fill and epilogue; CTAs
     // run in waves of (SMs x CTAs per SM). Take the split count with the least modelled
     // time (ties: fewer splits, less merge work).
-    const long long slots = static_cast<long long>(sm_count) * decode::mma_ctas_per_sm(pr.head_dim);
-    const long long tile_keys = decode::mma_tile_keys(pr.head_dim);
+    const decode::MmaShape shape = decode::mma_shape(pr.head_dim);
+    const long long slots = static_cast<long long>(sm_count) * shape.ctas_per_sm;
+    const long long tile_keys = shape.tile_keys;
     const long long tiles = std::max<long long>(1, (pr.seqlen_k + tile_keys - 1) / tile_keys);
     long long best = 1, best_cost = LLONG_MAX;
     for (long long s = 1; s <= std::min<long long>(64, tiles); ++s) {

@@ -38,29 +38,38 @@ __global__ void __launch_bounds__(Traits::kThreads) dqdr_kernel(const BackwardPa
   dqdr_cta<Traits>(p, smem);
 }
 
-// Launches `kernel` with `smem` bytes of dynamic shared memory (opted in once).
+// Launches `kernel` with `smem` bytes of dynamic shared memory; `opt_in` is the result
+// of the kernel's one-time opt-in above 48 KB (a static of the caller, one per kernel).
 template <class Kernel, class Params>
-cudaError_t launch_with_smem(Kernel kernel, size_t smem, dim3 grid, int threads, const Params& p,
-                             cudaStream_t stream) {
-  const cudaError_t opt_in =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+cudaError_t launch_with_smem(Kernel kernel, cudaError_t opt_in, size_t smem, dim3 grid, int threads,
+                             const Params& p, cudaStream_t stream) {
   if (opt_in != cudaSuccess) return opt_in;
   kernel<<<grid, threads, smem, stream>>>(p);
   return cudaGetLastError();
 }
 
+template <class Kernel>
+cudaError_t opt_in_smem(Kernel kernel, size_t smem) {
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+}
+
 template <int kDMax, bool kVec>
 cudaError_t launch_forward(const ForwardParams& p, dim3 grid, cudaStream_t stream) {
   using Traits = ForwardTraits<kDMax, kVec>;
-  return launch_with_smem(forward_kernel<Traits>, Traits::kSmemBytes, grid, Traits::kThreads, p, stream);
+  static const cudaError_t opt_in = opt_in_smem(forward_kernel<Traits>, Traits::kSmemBytes);
+  return launch_with_smem(forward_kernel<Traits>, opt_in, Traits::kSmemBytes, grid, Traits::kThreads, p, stream);
 }
 
 template <int kDMax, bool kVec>
 cudaError_t launch_backward(const BackwardParams& p, dim3 dkdv_grid, dim3 dqdr_grid, cudaStream_t stream) {
   using Traits = BackwardTraits<kDMax, kVec>;
-  cudaError_t e = launch_with_smem(dkdv_kernel<Traits>, Traits::kDkdvSmem, dkdv_grid, Traits::kThreads, p, stream);
+  static const cudaError_t dkdv_opt_in = opt_in_smem(dkdv_kernel<Traits>, Traits::kDkdvSmem);
+  static const cudaError_t dqdr_opt_in = opt_in_smem(dqdr_kernel<Traits>, Traits::kDqdrSmem);
+  cudaError_t e = launch_with_smem(dkdv_kernel<Traits>, dkdv_opt_in, Traits::kDkdvSmem, dkdv_grid, Traits::kThreads,
+                                   p, stream);
   if (e != cudaSuccess) return e;
-  return launch_with_smem(dqdr_kernel<Traits>, Traits::kDqdrSmem, dqdr_grid, Traits::kThreads, p, stream);
+  return launch_with_smem(dqdr_kernel<Traits>, dqdr_opt_in, Traits::kDqdrSmem, dqdr_grid, Traits::kThreads, p,
+                          stream);
 }
 
 // The head-dim bucket and load width as template arguments.
