@@ -32,6 +32,10 @@ namespace lla::gpu::decode {
 // Default configurations per head-dim bucket (see kDSplit and kStages below).
 constexpr int mma_default_dsplit(int d_max) { return d_max == 256 ? 2 : 1; }
 constexpr int mma_default_stages(int) { return 3; }
+// bf16 words per P.V weight (see kWeightWords below); a tuning build may override it.
+#ifndef LLA_DECODE_WEIGHT_WORDS
+#define LLA_DECODE_WEIGHT_WORDS 3
+#endif
 
 template <int kDMax_, int kMaxRows_, int kDSplit_ = mma_default_dsplit(kDMax_),
           int kStages_ = mma_default_stages(kDMax_)>
@@ -53,6 +57,10 @@ struct MmaTraits {
   // kStages - 1 tiles in flight per CTA while one is computed on.
   static constexpr int kStages = kStages_;
   static_assert(kStages >= 2, "at least double buffering");
+  // Each fp32 weight enters P.V as 3 (hi + mid + lo: all 24 significand bits) or
+  // 2 (hi + lo: 16 bits) bf16 words.
+  static constexpr int kWeightWords = LLA_DECODE_WEIGHT_WORDS;
+  static_assert(kWeightWords == 2 || kWeightWords == 3, "2 or 3 bf16 words per weight");
   static constexpr int kRowBytes = kDMax * 2;
   // +16 bytes per row: the 8 row addresses of an ldmatrix phase hit 8 distinct 16-byte bank groups.
   static constexpr int kPitch = kRowBytes + 16;
@@ -84,6 +92,7 @@ struct MmaSmallState {
 using ptx::ldmatrix_x4;
 using ptx::ldmatrix_x4_trans;
 using ptx::mma_bf16;
+using ptx::split2_bf16;
 using ptx::split3_bf16;
 
 // Split counters live after the partials in the workspace (one int per CTA row group).
@@ -276,20 +285,29 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
       }
     }
 
-    // 3. [O1; O2] += [p1; p2] . V, each weight as hi + mid + lo bf16 parts.
+    // 3. [O1; O2] += [p1; p2] . V, each weight as kWeightWords bf16 parts.
     uint32_t a_hi[4], a_mid[4], a_lo[4];
-    split3_bf16(p1[0][0], p1[0][1], a_hi[0], a_mid[0], a_lo[0]);  // row grp,     keys 2q..2q+1
-    split3_bf16(p2[0][0], p2[0][1], a_hi[1], a_mid[1], a_lo[1]);  // row grp + 8, keys 2q..2q+1
-    split3_bf16(p1[1][0], p1[1][1], a_hi[2], a_mid[2], a_lo[2]);  // row grp,     keys 8+2q..
-    split3_bf16(p2[1][0], p2[1][1], a_hi[3], a_mid[3], a_lo[3]);  // row grp + 8, keys 8+2q..
+    if constexpr (Traits::kWeightWords == 3) {
+      split3_bf16(p1[0][0], p1[0][1], a_hi[0], a_mid[0], a_lo[0]);  // row grp,     keys 2q..2q+1
+      split3_bf16(p2[0][0], p2[0][1], a_hi[1], a_mid[1], a_lo[1]);  // row grp + 8, keys 2q..2q+1
+      split3_bf16(p1[1][0], p1[1][1], a_hi[2], a_mid[2], a_lo[2]);  // row grp,     keys 8+2q..
+      split3_bf16(p2[1][0], p2[1][1], a_hi[3], a_mid[3], a_lo[3]);  // row grp + 8, keys 8+2q..
+    } else {
+      split2_bf16(p1[0][0], p1[0][1], a_hi[0], a_lo[0]);
+      split2_bf16(p2[0][0], p2[0][1], a_hi[1], a_lo[1]);
+      split2_bf16(p1[1][0], p1[1][1], a_hi[2], a_lo[2]);
+      split2_bf16(p2[1][0], p2[1][1], a_hi[3], a_lo[3]);
+    }
 #pragma unroll
     for (int nt = 0; nt < NT; nt += 2) {
       uint32_t vf[4];  // b0, b1 of dims nt*8.., then of dims (nt+1)*8..
       ldmatrix_x4_trans(vf, vw + (col0 / 8 + nt) * 16);
       mma_bf16(acc[nt], a_hi, vf[0], vf[1]);
       mma_bf16(acc[nt + 1], a_hi, vf[2], vf[3]);
-      mma_bf16(acc[nt], a_mid, vf[0], vf[1]);
-      mma_bf16(acc[nt + 1], a_mid, vf[2], vf[3]);
+      if constexpr (Traits::kWeightWords == 3) {
+        mma_bf16(acc[nt], a_mid, vf[0], vf[1]);
+        mma_bf16(acc[nt + 1], a_mid, vf[2], vf[3]);
+      }
       mma_bf16(acc[nt], a_lo, vf[0], vf[1]);
       mma_bf16(acc[nt + 1], a_lo, vf[2], vf[3]);
     }

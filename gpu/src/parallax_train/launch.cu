@@ -91,8 +91,11 @@ struct BackwardLaunch {
 };
 
 // What the forward and the backward check alike; empty when the call can run.
+// A tensor with no elements may be null (as an empty PyTorch tensor's data pointer is):
+// q_side tensors have Problem::q_elements() elements, kv_side ones kv_elements().
 std::optional<std::string> check_common(const Problem& pr, DType dtype, const int32_t* cu_q, const int32_t* cu_k,
-                                        std::initializer_list<const void*> tensors) {
+                                        std::initializer_list<const void*> q_side,
+                                        std::initializer_list<const void*> kv_side) {
   if (auto e = pr.check()) return *e;
   if (pr.variant != Variant::parallax) return "problem.variant must be parallax";
   if (dtype != DType::bf16) return "only bf16 is implemented (fp16: not yet)";
@@ -102,10 +105,15 @@ std::optional<std::string> check_common(const Problem& pr, DType dtype, const in
   if (!pr.seqused_k.empty() || !pr.cache_start.empty()) {
     return "seqused_k / cache_start are decode features (use parallax_decode)";
   }
-  for (const void* ptr : tensors) {
-    if (ptr == nullptr) return "a required tensor pointer is null";
-    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return "tensors must be 16-byte aligned";
-  }
+  auto check_tensors = [](std::initializer_list<const void*> tensors, bool empty) -> std::optional<std::string> {
+    for (const void* ptr : tensors) {
+      if (ptr == nullptr && !empty) return "a required tensor pointer is null";
+      if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return "tensors must be 16-byte aligned";
+    }
+    return std::nullopt;
+  };
+  if (auto e = check_tensors(q_side, pr.q_elements() == 0)) return e;
+  if (auto e = check_tensors(kv_side, pr.kv_elements() == 0)) return e;
   if (pr.is_varlen() && cu_q == nullptr) return "varlen problem: cu_seqlens_q (device) is missing";
   if (pr.is_varlen() && !pr.cu_seqlens_k.empty() && cu_k == nullptr) {
     return "varlen problem with cu_seqlens_k: its device copy is missing";
@@ -155,7 +163,7 @@ const __nv_bfloat16* bf16_in(const T* ptr) {
 Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   const Problem& pr = a.problem;
   auto refuse = [](const std::string& why) { return Status{false, "parallax_forward: " + why}; };
-  if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k, {a.q, a.r, a.k, a.v, a.o})) {
+  if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k, {a.q, a.r, a.o}, {a.k, a.v})) {
     return refuse(*e);
   }
   if (a.vbar != nullptr && reinterpret_cast<uintptr_t>(a.vbar) % 16 != 0) {
@@ -196,10 +204,13 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
   const Problem& pr = a.problem;
   auto refuse = [](const std::string& why) { return Status{false, "parallax_backward: " + why}; };
   if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k,
-                                   {a.q, a.r, a.k, a.v, a.o, a.vbar, a.dout, a.dq, a.dr, a.dk, a.dv})) {
+                                   {a.q, a.r, a.o, a.vbar, a.dout, a.dq, a.dr},
+                                   {a.k, a.v, a.dk, a.dv})) {
     return refuse(*e);
   }
-  if (a.lse == nullptr || a.tbar == nullptr) return refuse("lse and tbar from the forward are required");
+  if (pr.q_elements() > 0 && (a.lse == nullptr || a.tbar == nullptr)) {
+    return refuse("lse and tbar from the forward are required");
+  }
   for (const void* ptr : {static_cast<const void*>(a.lse), static_cast<const void*>(a.tbar),
                           static_cast<const void*>(a.workspace)}) {
     if (reinterpret_cast<uintptr_t>(ptr) % alignof(float) != 0) {
