@@ -47,8 +47,8 @@ st[device]=$(nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gp
 if cmake -S . -B build/gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLA_GPU=ON -DCMAKE_CUDA_ARCHITECTURES=90 \
      -DCMAKE_PREFIX_PATH=/opt/deps/usr -DHDF5_ROOT=/opt/deps/usr \
      -DHDF5_C_LIBRARY_hdf5=/opt/deps/usr/lib/x86_64-linux-gnu/hdf5/serial/libhdf5.so >"$out/configure.log" 2>&1 &&
-   cmake --build build/gpu -j "$(nproc)" --target test_gpu_device test_gpu_parallax_decode test_gpu_parallax_train bench_parallax_decode \
-     bench_parallax_train \
+   cmake --build build/gpu -j "$(nproc)" --target test_gpu_device test_gpu_parallax_decode test_gpu_parallax_train test_gpu_wgmma \
+     bench_parallax_decode bench_parallax_train \
      >"$out/build.log" 2>&1; then
   st[build]="ok"
 else
@@ -56,6 +56,8 @@ else
 fi
 if [[ $build_only == 1 ]]; then echo "gpu-check: built (build/gpu); LD_LIBRARY_PATH=$LD_LIBRARY_PATH"; exit 0; fi
 st[sass]=$(cuobjdump --list-elf build/gpu/tests/test_gpu_parallax_decode 2>/dev/null | grep -Eo 'sm_[0-9a]+' | sort -u | tr '\n' ' ')
+# The wgmma building blocks must assemble to HGMMA (not a fallback): count them in the SASS.
+st[hgmma]="$(cuobjdump -sass build/gpu/tests/test_gpu_wgmma 2>/dev/null | grep -c HGMMA) HGMMA instructions in test_gpu_wgmma (sm_90a)"
 
 # 3. tests, skips are failures
 rc_cases=$([[ $quick == 1 ]] && echo 20 || echo 100)
@@ -77,7 +79,7 @@ rm -f "$out/accuracy.tmp"
 if [[ $sanitize == 1 ]]; then
   for tool in memcheck racecheck initcheck synccheck; do
     ok=1
-    for t in test_gpu_device test_gpu_parallax_decode test_gpu_parallax_train; do
+    for t in test_gpu_device test_gpu_parallax_decode test_gpu_parallax_train test_gpu_wgmma; do
       RC_PARAMS="max_success=4" LLA_REQUIRE_GPU=1 timeout 600 compute-sanitizer --tool "$tool" --error-exitcode=1 \
         "build/gpu/tests/$t" --gtest_filter=-*SixtyFourBit* >"$out/sanitizer.tmp" 2>&1 || ok=0
       { echo "=== $tool $t"; grep -E "=========|PASSED|FAILED" "$out/sanitizer.tmp" | head -60; } >>"$out/sanitizers.log"

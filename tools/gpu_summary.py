@@ -47,7 +47,7 @@ def main():
     out = sys.argv[1]
     status = load(os.path.join(out, "status.json")) or {}
     print("\n=== lla-oracle GPU lane summary ===")
-    for k in ("device", "sass", "build", "tests", "memcheck", "racecheck", "initcheck", "synccheck"):
+    for k in ("device", "sass", "hgmma", "build", "tests", "memcheck", "racecheck", "initcheck", "synccheck"):
         if k in status:
             print("%-10s %s" % (k, status[k]))
     try:

@@ -1,0 +1,192 @@
+// The Hopper building blocks of gpu/src/common/wgmma.cuh against a CPU product, before
+// any kernel relies on them: the 128-byte-swizzled shared-memory layout, the matrix
+// descriptors (K-major and MN-major, one and two 64-element column blocks), the
+// register A operand, and the accumulator layout. Each case is one warpgroup
+// computing one 64-row tile in the shapes the training forward uses:
+//   scores  S (64 x N) = Q (64 x 128) . K^T        A and B from shared memory, K-major
+//   output  O (64 x N) = P (64 x 64) . V (64 x N)   A from registers, B MN-major
+//   output  O (64 x N) = P (64 x 64) . V (64 x N)   A from shared memory, B MN-major
+// Inputs are bf16 (exact in the products); the accumulation is fp32, so the error
+// bound is fp32 rounding of the sums: a layout error gives O(1) errors instead.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../../gpu/src/common/wgmma.cuh"
+#include "gpu/gpu_gate.hpp"
+
+namespace lla::test {
+namespace {
+
+using gpu::wgmma::sw128_offset;
+
+enum class Form { qk_ss, pv_rs, pv_ss };
+
+constexpr int kM = 64;       // rows of the warpgroup's tile
+constexpr int kQkDepth = 128;  // K of the score product (head dim)
+constexpr int kPvDepth = 64;   // K of the output product (keys)
+
+// One 128-byte-swizzled operand: `blocks` column blocks of `rows` rows each.
+__device__ void store_swizzled(unsigned char* base, const __nv_bfloat16* src, int rows, int cols, int tid) {
+  for (int i = tid; i < rows * cols; i += 128) {
+    const int r = i / cols, c = i % cols;
+    *reinterpret_cast<__nv_bfloat16*>(base + (c / 64) * rows * 128 + sw128_offset(r, c % 64)) = src[i];
+  }
+}
+
+// a (kM x depth, row-major), b: K-major (n x depth, row-major) for qk, else MN-major
+// (depth x n, row-major). d: kM x n, row-major.
+template <int N, Form F>
+__global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, float* d) {
+  extern __shared__ unsigned char raw[];
+  // Atoms must be 1024-byte aligned: round the dynamic shared memory base up.
+  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(raw));
+  unsigned char* smem = raw + ((1024 - raw_addr % 1024) % 1024);
+  constexpr int kDepth = F == Form::qk_ss ? kQkDepth : kPvDepth;
+  unsigned char* sa = smem;
+  unsigned char* sb = smem + kM * kDepth * 2;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, grp = lane / 4, quad = lane % 4;
+  store_swizzled(sa, a, kM, kDepth, tid);
+  if constexpr (F == Form::qk_ss) {
+    store_swizzled(sb, b, N, kDepth, tid);
+  } else {
+    store_swizzled(sb, b, kDepth, N, tid);
+  }
+  gpu::wgmma::fence_proxy_async();
+  __syncthreads();
+
+  float acc[N / 2];
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) acc[i] = 0.f;
+  gpu::wgmma::fence_accumulators(acc);
+  gpu::wgmma::wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < kDepth / 16; ++ks) {
+    if constexpr (F == Form::qk_ss) {
+      const int kb = ks / 4, within = (ks % 4) * 32;
+      const uint64_t da = gpu::wgmma::smem_desc_sw128(sa + kb * kM * 128 + within, 16, 1024);
+      const uint64_t db = gpu::wgmma::smem_desc_sw128(sb + kb * N * 128 + within, 16, 1024);
+      if constexpr (N == 64) gpu::wgmma::wgmma_m64n64k16_ss<0>(acc, da, db, ks > 0);
+      else gpu::wgmma::wgmma_m64n128k16_ss<0>(acc, da, db, ks > 0);
+    } else {
+      const uint64_t db = gpu::wgmma::smem_desc_sw128(sb + ks * 16 * 128, kPvDepth * 128, 1024);
+      if constexpr (F == Form::pv_rs) {
+        // This warp's m16k16 fragment of P, rows 16 warp .., keys 16 ks ..
+        auto pack = [&](int row, int col) {
+          const __nv_bfloat16 lo = a[row * kDepth + col], hi = a[row * kDepth + col + 1];
+          return static_cast<uint32_t>(__bfloat16_as_ushort(lo)) |
+                 (static_cast<uint32_t>(__bfloat16_as_ushort(hi)) << 16);
+        };
+        const int row = 16 * warp + grp, col = 16 * ks + 2 * quad;
+        const uint32_t frag[4] = {pack(row, col), pack(row + 8, col), pack(row, col + 8), pack(row + 8, col + 8)};
+        if constexpr (N == 64) gpu::wgmma::wgmma_m64n64k16_rs<1>(acc, frag, db, ks > 0);
+        else gpu::wgmma::wgmma_m64n128k16_rs<1>(acc, frag, db, ks > 0);
+      } else {
+        const uint64_t da = gpu::wgmma::smem_desc_sw128(sa + (ks % 4) * 32, 16, 1024);
+        if constexpr (N == 64) gpu::wgmma::wgmma_m64n64k16_ss<1>(acc, da, db, ks > 0);
+        else gpu::wgmma::wgmma_m64n128k16_ss<1>(acc, da, db, ks > 0);
+      }
+    }
+  }
+  gpu::wgmma::wgmma_commit();
+  gpu::wgmma::wgmma_wait<0>();
+  gpu::wgmma::fence_accumulators(acc);
+#pragma unroll
+  for (int j = 0; j < N / 8; ++j) {
+    const int row = 16 * warp + grp, col = 8 * j + 2 * quad;
+    d[row * N + col] = acc[4 * j];
+    d[row * N + col + 1] = acc[4 * j + 1];
+    d[(row + 8) * N + col] = acc[4 * j + 2];
+    d[(row + 8) * N + col + 1] = acc[4 * j + 3];
+  }
+}
+
+template <int N, Form F>
+std::string run_case(unsigned seed) {
+  constexpr int kDepth = F == Form::qk_ss ? kQkDepth : kPvDepth;
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  std::vector<__nv_bfloat16> a(kM * kDepth), b(static_cast<size_t>(N) * kDepth);
+  for (auto& x : a) x = __float2bfloat16(normal(gen));
+  for (auto& x : b) x = __float2bfloat16(normal(gen));
+  std::vector<double> want(kM * N, 0.0), scale(kM * N, 0.0);
+  for (int i = 0; i < kM; ++i) {
+    for (int j = 0; j < N; ++j) {
+      for (int k = 0; k < kDepth; ++k) {
+        const double x = __bfloat162float(a[i * kDepth + k]);
+        const double y = F == Form::qk_ss ? __bfloat162float(b[j * kDepth + k]) : __bfloat162float(b[k * N + j]);
+        want[i * N + j] += x * y;
+        scale[i * N + j] += std::fabs(x * y);
+      }
+    }
+  }
+  __nv_bfloat16 *da = nullptr, *db = nullptr;
+  float* dd = nullptr;
+  cudaMalloc(&da, a.size() * sizeof(a[0]));
+  cudaMalloc(&db, b.size() * sizeof(b[0]));
+  cudaMalloc(&dd, kM * N * sizeof(float));
+  cudaMemcpy(da, a.data(), a.size() * sizeof(a[0]), cudaMemcpyHostToDevice);
+  cudaMemcpy(db, b.data(), b.size() * sizeof(b[0]), cudaMemcpyHostToDevice);
+  cudaMemset(dd, 0xFF, kM * N * sizeof(float));  // NaN: every element must be written
+  const int smem = (kM * kDepth + N * kDepth) * 2 + 1024;
+  cudaFuncSetAttribute(wgmma_probe_kernel<N, F>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  wgmma_probe_kernel<N, F><<<1, 128, smem>>>(da, db, dd);
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) e = cudaDeviceSynchronize();
+  std::vector<float> got(kM * N);
+  cudaMemcpy(got.data(), dd, got.size() * sizeof(float), cudaMemcpyDeviceToHost);
+  cudaFree(da);
+  cudaFree(db);
+  cudaFree(dd);
+  if (e != cudaSuccess) return std::string("CUDA error: ") + cudaGetErrorString(e);
+  int bad = 0;
+  std::string first;
+  for (int i = 0; i < kM * N; ++i) {
+    // fp32 accumulation of kDepth exact products: a few units of 2^-24 of sum |x y|.
+    const double bound = 8.0 * kDepth * std::ldexp(1.0, -24) * scale[i] + 1e-30;
+    if (!(std::fabs(got[i] - want[i]) <= bound)) {
+      if (bad++ == 0) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "first mismatch at (%d, %d): got %.6g, want %.6g", i / N, i % N, got[i],
+                      want[i]);
+        first = buf;
+      }
+    }
+  }
+  if (bad == 0) return "";
+  return std::to_string(bad) + " of " + std::to_string(kM * N) + " wrong; " + first;
+}
+
+TEST(Wgmma, ScoresFromSharedMemoryKMajor) {
+  LLA_REQUIRE_DEVICE();
+  for (unsigned seed : {1u, 2u}) {
+    EXPECT_EQ((run_case<64, Form::qk_ss>(seed)), "") << "S = Q K^T, N = 64, seed " << seed;
+    EXPECT_EQ((run_case<128, Form::qk_ss>(seed)), "") << "S = Q K^T, N = 128, seed " << seed;
+  }
+}
+
+TEST(Wgmma, OutputFromRegistersAndMnMajorV) {
+  LLA_REQUIRE_DEVICE();
+  for (unsigned seed : {3u, 4u}) {
+    EXPECT_EQ((run_case<64, Form::pv_rs>(seed)), "") << "O = P V, P in registers, N = 64, seed " << seed;
+    EXPECT_EQ((run_case<128, Form::pv_rs>(seed)), "") << "O = P V, P in registers, N = 128, seed " << seed;
+  }
+}
+
+TEST(Wgmma, OutputFromSharedMemoryAndMnMajorV) {
+  LLA_REQUIRE_DEVICE();
+  for (unsigned seed : {5u, 6u}) {
+    EXPECT_EQ((run_case<64, Form::pv_ss>(seed)), "") << "O = P V, P in shared memory, N = 64, seed " << seed;
+    EXPECT_EQ((run_case<128, Form::pv_ss>(seed)), "") << "O = P V, P in shared memory, N = 128, seed " << seed;
+  }
+}
+
+}  // namespace
+}  // namespace lla::test
