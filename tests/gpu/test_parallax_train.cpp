@@ -33,6 +33,7 @@ struct TrainCase {
   Problem problem;
   uint64_t seed = 1;
   Magnitude magnitude = Magnitude::rms_normed;
+  gpu::TrainKernel kernel = gpu::TrainKernel::automatic;  // the forward's implementation
 };
 
 struct TrainRun {
@@ -110,6 +111,7 @@ TrainRun run_forward(const TrainCase& c, const oracle::AttentionInputs<double>& 
   a.tbar = dtbar.get();
   a.cu_seqlens_q = cuq.get();
   a.cu_seqlens_k = cuk.get();
+  a.kernel = c.kernel;
   const auto st = gpu::parallax_forward(a, nullptr);
   if (!st.ok) throw std::runtime_error(st.message);
   CUDA_OK(cudaDeviceSynchronize());
@@ -293,6 +295,103 @@ TEST(ParallaxTrainForward, MaxNormErrorTarget) {
   const double median = errors[errors.size() / 2];
   std::printf("training forward max-norm relative error (bf16) median %.3e worst %.3e\n", median, errors.back());
   EXPECT_LE(median, kTrainMedianTargetBf16);
+}
+
+// --- the wgmma forward (TrainKernel::wgmma) ---------------------------------------
+// The same properties on Hopper's warpgroup-MMA kernel (forward_wgmma.cuh), which
+// takes head_dim % 8 == 0: a drawn head dim is rounded up to a multiple of 8 (1 -> 8,
+// 60 -> 64, 100 -> 104, 127 -> 128), so zero-padded column blocks are still covered.
+
+TrainCase draw_wgmma_case() {
+  TrainCase c = draw_case();
+  c.problem.head_dim = (c.problem.head_dim + 7) / 8 * 8;
+  c.kernel = gpu::TrainKernel::wgmma;
+  return c;
+}
+
+TEST(ParallaxTrainForwardWgmma, MatchesTheOracleOnDrawnProblems) {
+  LLA_REQUIRE_DEVICE();
+  EXPECT_TRUE(rc::check("wgmma training forward == fp64 oracle within the baseline-relative bound", [] {
+    const TrainCase c = draw_wgmma_case();
+    const auto in = quantised_inputs(c);
+    const auto v = judge(c, in, run_forward(c, in, false));
+    RC_LOG() << v.message << "\n";
+    RC_ASSERT(v.ok);
+  }));
+}
+
+TEST(ParallaxTrainForwardWgmma, PoisonAndDeterminism) {
+  LLA_REQUIRE_DEVICE();
+  EXPECT_TRUE(rc::check("wgmma forward: poison and repetition are bitwise invariant", [] {
+    const TrainCase c = draw_wgmma_case();
+    const auto in = quantised_inputs(c);
+    const auto clean = run_forward(c, in, false);
+    const auto poisoned = run_forward(c, in, true);
+    const auto again = run_forward(c, in, false);
+    RC_ASSERT(clean.o == poisoned.o);
+    RC_ASSERT(clean.vbar == poisoned.vbar);
+    RC_ASSERT(clean.o == again.o);
+    RC_ASSERT(std::memcmp(clean.lse.data(), poisoned.lse.data(), clean.lse.size() * sizeof(float)) == 0);
+    RC_ASSERT(std::memcmp(clean.tbar.data(), poisoned.tbar.data(), clean.tbar.size() * sizeof(float)) == 0);
+  }));
+}
+
+TEST(ParallaxTrainForwardWgmma, AdversarialMagnitudes) {
+  LLA_REQUIRE_DEVICE();
+  for (Magnitude m : {Magnitude::large_logits, Magnitude::heavy_keys, Magnitude::near_duplicate_keys,
+                      Magnitude::large}) {
+    TrainCase c;
+    c.problem = Problem::dense(2, 100, 130, 4, 2, 128);
+    c.problem.window = 70;
+    c.magnitude = m;
+    c.seed = 7;
+    c.kernel = gpu::TrainKernel::wgmma;
+    const auto in = quantised_inputs(c);
+    const auto v = judge(c, in, run_forward(c, in, false));
+    EXPECT_TRUE(v.ok) << v.message;
+  }
+}
+
+TEST(ParallaxTrainForwardWgmma, MaxNormErrorTarget) {
+  LLA_REQUIRE_DEVICE();
+  std::vector<double> errors;
+  for (int64_t d : {64, 128}) {
+    for (bool causal : {true, false}) {
+      for (Magnitude mag : {Magnitude::rms_normed, Magnitude::normal}) {
+        TrainCase c;
+        c.problem = Problem::dense(2, 512, 512, 4, 2, d);
+        c.problem.causal = causal;
+        c.magnitude = mag;
+        c.seed = static_cast<uint64_t>(d * 10 + causal);
+        c.kernel = gpu::TrainKernel::wgmma;
+        const auto in = quantised_inputs(c);
+        const auto v = judge(c, in, run_forward(c, in, false));
+        EXPECT_TRUE(v.ok) << v.message;
+        errors.push_back(v.rel_err);
+        std::printf("training forward (wgmma) max-norm relative error (bf16) %-60s %-10s %.3e\n",
+                    c.problem.describe().c_str(), to_string(mag), v.rel_err);
+        EXPECT_LE(v.rel_err, kTrainMaxNormTargetBf16) << c.problem.describe();
+      }
+    }
+  }
+  std::sort(errors.begin(), errors.end());
+  const double median = errors[errors.size() / 2];
+  std::printf("training forward (wgmma) max-norm relative error (bf16) median %.3e worst %.3e\n", median,
+              errors.back());
+  EXPECT_LE(median, kTrainMedianTargetBf16);
+}
+
+TEST(ParallaxTrainForwardWgmma, RefusesHeadDimsNotAMultipleOfEight) {
+  LLA_REQUIRE_DEVICE();
+  alignas(16) static unsigned char dummy[32];
+  gpu::TrainForwardArgs a;
+  a.problem = Problem::dense(1, 16, 16, 2, 2, 60);
+  a.q = a.r = a.k = a.v = dummy;
+  a.o = dummy;
+  a.kernel = gpu::TrainKernel::wgmma;
+  const auto st = gpu::parallax_forward(a, nullptr);
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("head_dim % 8"), std::string::npos) << st.message;
 }
 
 // --- backward ------------------------------------------------------------------

@@ -10,6 +10,7 @@
 
 #include "backward_kernel.cuh"
 #include "forward_kernel.cuh"
+#include "forward_wgmma.hpp"
 #include "lla/gpu/parallax_train.hpp"
 
 namespace lla::gpu {
@@ -172,12 +173,21 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   for (const float* ptr : std::initializer_list<const float*>{a.lse, a.tbar}) {
     if (reinterpret_cast<uintptr_t>(ptr) % alignof(float) != 0) return refuse("lse and tbar must be float-aligned");
   }
+  const bool use_wgmma = a.kernel == TrainKernel::wgmma;
+  if (use_wgmma && pr.head_dim % 8 != 0) {
+    return refuse("the wgmma kernel needs head_dim % 8 == 0 (head_dim " + std::to_string(pr.head_dim) +
+                  "): use TrainKernel::automatic");
+  }
   const train::Extent ext = train::extent_of(pr);
   constexpr long long kBlockM = train::ForwardTraits<64, true>::kBlockM;
+  static_assert(kBlockM == train::kWgmmaForwardRows, "both forwards take 64 rows per CTA");
   const long long m_blocks = (ext.max_q + kBlockM - 1) / kBlockM;
   if (ext.sequences == 0 || m_blocks == 0) return Status{};
   if (m_blocks > INT32_MAX || pr.heads_q > 65535 || ext.sequences > 65535) {
     return refuse("grid too large (sequence length, heads or batch)");
+  }
+  if (use_wgmma && ext.max_k > INT32_MAX - 256) {
+    return refuse("the wgmma kernel takes at most 2^31 - 257 keys per sequence");
   }
   train::ForwardParams p = train::params_of(pr, a.cu_seqlens_q, a.cu_seqlens_k);
   p.q = train::bf16_in(a.q);
@@ -191,7 +201,8 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(pr.heads_q),
                   static_cast<unsigned>(ext.sequences));
   const cudaError_t e =
-      train::dispatch<train::ForwardLaunch>(pr.head_dim, p, grid, static_cast<cudaStream_t>(stream));
+      use_wgmma ? train::launch_forward_wgmma(p, grid, static_cast<cudaStream_t>(stream))
+                : train::dispatch<train::ForwardLaunch>(pr.head_dim, p, grid, static_cast<cudaStream_t>(stream));
   if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));
   return Status{};
 }

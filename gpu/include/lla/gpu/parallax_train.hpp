@@ -23,6 +23,13 @@
 
 namespace lla::gpu {
 
+// Which implementation of the training forward runs.
+//   automatic: the proven default (today: mma_sync);
+//   mma_sync : mma.sync m16n8k16 (sm_80+ instructions), every D <= 128;
+//   wgmma    : Hopper's warpgroup MMA (sm_90a code: H100/H200), D <= 128 with D % 8 == 0.
+//              Not yet run on a GPU: opt-in until the GPU lane has proven it.
+enum class TrainKernel { automatic, mma_sync, wgmma };
+
 struct TrainForwardArgs {
   // Shapes and masks. In varlen mode the host cu_seqlens in the Problem size the
   // grid; the kernel reads the device copies below.
@@ -38,11 +45,13 @@ struct TrainForwardArgs {
   float* tbar = nullptr;  // optional
   const int32_t* cu_seqlens_q = nullptr;  // device, varlen only
   const int32_t* cu_seqlens_k = nullptr;  // device, varlen only (null = same as q)
+  TrainKernel kernel = TrainKernel::automatic;
 };
 
 // Validates, then launches on `stream` (a cudaStream_t passed as void*). Refused with
 // a message (nothing launched): fp16 and head_dim > 128 (not implemented yet), other
-// variants, missing or misaligned pointers, an invalid Problem.
+// variants, missing or misaligned pointers, an invalid Problem, the wgmma kernel with
+// head_dim % 8 != 0.
 Status parallax_forward(const TrainForwardArgs& args, void* stream);
 
 // The backward from the forward's saved tensors. Gradients in bf16: dq, dr like q;

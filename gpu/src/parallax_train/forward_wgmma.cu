@@ -1,0 +1,31 @@
+// The wgmma training forward's kernels and launch (compiled for sm_90a only).
+#include "forward_wgmma.cuh"
+#include "forward_wgmma.hpp"
+
+namespace lla::gpu::train {
+namespace {
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads) forward_kernel_wgmma(const ForwardParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  forward_cta_wgmma<Traits>(p, smem);
+}
+
+template <int kDMax>
+cudaError_t launch_bucket(const ForwardParams& p, dim3 grid, cudaStream_t stream) {
+  using Traits = WgmmaForwardTraits<kDMax>;
+  static_assert(Traits::kBlockM == kWgmmaForwardRows, "the host sizes the grid with kWgmmaForwardRows");
+  static const cudaError_t opt_in = cudaFuncSetAttribute(
+      forward_kernel_wgmma<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Traits::kSmemBytes));
+  if (opt_in != cudaSuccess) return opt_in;
+  forward_kernel_wgmma<Traits><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t launch_forward_wgmma(const ForwardParams& p, dim3 grid, cudaStream_t stream) {
+  return p.head_dim <= 64 ? launch_bucket<64>(p, grid, stream) : launch_bucket<128>(p, grid, stream);
+}
+
+}  // namespace lla::gpu::train
