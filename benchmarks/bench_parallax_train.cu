@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   FILE* js = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   if (js) std::fprintf(js, "{\"device\": \"%s\", \"results\": [", prop.name);
   std::printf("%-30s %10s %10s %10s %10s %12s %10s %12s %10s\n", "shape", "fwd ms", "min ms", "max ms", "TFLOP/s",
-              "fwd+bwd ms", "TFLOP/s", "wgmma fwd ms", "TFLOP/s");
+              "fwd+bwd ms", "TFLOP/s", "mma.sync fwd", "TFLOP/s");
   for (size_t si = 0; si < shapes.size(); ++si) {
     const TrainShape& sh = shapes[si];
     lla::Problem p = lla::Problem::dense(sh.batch, sh.seqlen, sh.seqlen, sh.heads_q, sh.heads_kv, sh.head_dim);
@@ -143,31 +143,33 @@ int main(int argc, char** argv) {
           lla::gpu::parallax_backward(b, st);
         },
         3, quick ? 3 : 10, st);
-    // The wgmma forward (opt-in until the lane proves it), same inputs; -1 if it failed.
-    lla::gpu::TrainForwardArgs aw = a;
-    aw.kernel = lla::gpu::TrainKernel::wgmma;
-    double wgmma_ms = -1;
-    if (const auto ws_status = lla::gpu::parallax_forward(aw, st); !ws_status.ok) {
-      std::fprintf(stderr, "%s: wgmma forward: %s\n", sh.name, ws_status.message.c_str());
+    // The mma.sync forward (the kernel automatic replaces on Hopper), same inputs, for
+    // reference; -1 if it failed.
+    lla::gpu::TrainForwardArgs am = a;
+    am.kernel = lla::gpu::TrainKernel::mma_sync;
+    double mma_sync_ms = -1;
+    if (const auto ms_status = lla::gpu::parallax_forward(am, st); !ms_status.ok) {
+      std::fprintf(stderr, "%s: mma.sync forward: %s\n", sh.name, ms_status.message.c_str());
     } else {
       CHECK(cudaStreamSynchronize(st));
-      wgmma_ms = time_graph([&](int) { lla::gpu::parallax_forward(aw, st); }, 5, quick ? 3 : 10, st).median_us / 1e3;
+      mma_sync_ms =
+          time_graph([&](int) { lla::gpu::parallax_forward(am, st); }, 5, quick ? 3 : 10, st).median_us / 1e3;
     }
     const double pair_flops = 2.0 * visible_pairs(sh) * double(sh.head_dim) * double(sh.batch * sh.heads_q);
     const double tflops = 4.0 * pair_flops / (t.median_us * 1e-6) / 1e12;
     const double tflops_fb = 15.0 * pair_flops / (tb.median_us * 1e-6) / 1e12;
-    const double tflops_wgmma = wgmma_ms > 0 ? 4.0 * pair_flops / (wgmma_ms * 1e-3) / 1e12 : 0.0;
+    const double tflops_mma_sync = mma_sync_ms > 0 ? 4.0 * pair_flops / (mma_sync_ms * 1e-3) / 1e12 : 0.0;
     std::printf("%-30s %10.3f %10.3f %10.3f %10.1f %12.3f %10.1f %12.3f %10.1f\n", sh.name, t.median_us / 1e3,
-                t.min_us / 1e3, t.max_us / 1e3, tflops, tb.median_us / 1e3, tflops_fb, wgmma_ms, tflops_wgmma);
+                t.min_us / 1e3, t.max_us / 1e3, tflops, tb.median_us / 1e3, tflops_fb, mma_sync_ms, tflops_mma_sync);
     if (js) {
       std::fprintf(js,
                    "%s{\"shape\": \"%s\", \"batch\": %lld, \"seqlen\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
                    "\"head_dim\": %lld, \"causal\": %s, \"window\": %lld, \"fwd_median_ms\": %.4f, "
                    "\"fwd_min_ms\": %.4f, \"fwd_max_ms\": %.4f, \"fwd_TFLOPs\": %.2f, \"fwdbwd_median_ms\": %.4f, "
-                   "\"fwdbwd_TFLOPs\": %.2f, \"fwd_wgmma_median_ms\": %.4f, \"fwd_wgmma_TFLOPs\": %.2f}",
+                   "\"fwdbwd_TFLOPs\": %.2f, \"fwd_mma_sync_median_ms\": %.4f, \"fwd_mma_sync_TFLOPs\": %.2f}",
                    si ? ", " : "", sh.name, sh.batch, sh.seqlen, sh.heads_q, sh.heads_kv, sh.head_dim,
                    sh.causal ? "true" : "false", sh.window, t.median_us / 1e3, t.min_us / 1e3, t.max_us / 1e3, tflops,
-                   tb.median_us / 1e3, tflops_fb, wgmma_ms, tflops_wgmma);
+                   tb.median_us / 1e3, tflops_fb, mma_sync_ms, tflops_mma_sync);
     }
     for (void* ptr : {static_cast<void*>(q), static_cast<void*>(r), static_cast<void*>(k), static_cast<void*>(v),
                       static_cast<void*>(o), static_cast<void*>(vbar), static_cast<void*>(lse),

@@ -65,6 +65,15 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// 2^x on the MUFU alone (ex2.approx.ftz: about 2 ulp, 2^-22 relative; -inf gives +0 and
+// results below 2^-126 flush to 0). exp2f without --use_fast_math adds a range check and
+// two multiplies around the same instruction to keep subnormal results.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Two fp32 values as one bf16x2 word (the first in the low half, as the fragments expect).
 __device__ __forceinline__ uint32_t pack_bf16(float first, float second) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(first, second);

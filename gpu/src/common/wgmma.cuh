@@ -85,6 +85,14 @@ __device__ __forceinline__ void fence_accumulators(float (&d)[R]) {
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 
+// The same for register A operands: they must be final before wgmma_fence, or ptxas
+// injects its own warpgroup.arrive between the wgmmas (warning C7519).
+template <int R>
+__device__ __forceinline__ void fence_operands(uint32_t (&a)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(a[i])::"memory");
+}
+
 // d (64 x 64, fp32) {=, +=} A (64 x 16, shared, K-major) . B (16 x 64, shared; kTransB = 0:
 // K-major, 1: MN-major), bf16 inputs. d holds this thread's 32 accumulators (see the layout above).
 template <int kTransB>

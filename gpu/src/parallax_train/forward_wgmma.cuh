@@ -15,9 +15,8 @@
 // K-major for S, V MN-major for P.V). cp.async fills them, two K/V stages deep; two
 // CTAs fit on an SM at D = 128 (97 KB each).
 //
-// Status: written and compiled; not yet run on a GPU (the session that wrote it had
-// no device time left). Selected only by TrainKernel::wgmma until the GPU lane has
-// proven it; TrainKernel::automatic keeps the mma.sync kernel.
+// TrainKernel::automatic selects it on compute-capability 9.0 devices for D % 8 == 0
+// (H200: 1.8-2.4x the mma.sync forward, the same errors; docs/training.md).
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -53,16 +52,24 @@ struct WgmmaForwardTraits {
 // Copies `rows` rows of a tile (row stride `stride` elements) into the swizzled layout:
 // chunk c of row r goes to column block c / 8 (blocks `rows` * 128 bytes apart), row r,
 // chunk (c % 8) ^ (r % 8). Rows past `valid` and chunks past D are zero-filled without
-// reading global memory. Requires D % 8 == 0.
-template <class Traits>
+// reading global memory. Requires D % 8 == 0. A thread always copies the same chunk of
+// every (kThreads / kChunksPerRow)-th row, a multiple of 8 rows apart: its swizzle and
+// both addresses' increments are loop constants.
+template <class Traits, int kRows>
 __device__ __forceinline__ void load_swizzled(unsigned char* dst, const __nv_bfloat16* src, long long stride,
-                                              int rows, int valid, long long D) {
-  for (int i = threadIdx.x; i < rows * Traits::kChunksPerRow; i += Traits::kThreads) {
-    const int row = i / Traits::kChunksPerRow, chunk = i % Traits::kChunksPerRow;
-    const bool fetch = row < valid && chunk * 8 < D;
-    const __nv_bfloat16* g = fetch ? src + row * stride + chunk * 8 : src;
-    unsigned char* s = dst + (chunk / 8) * rows * 128 + wgmma::sw128_offset(row, (chunk % 8) * 8);
-    ptx::cp_async_16(s, g, fetch);
+                                              int valid, int D) {
+  constexpr int kRowStep = Traits::kThreads / Traits::kChunksPerRow;
+  static_assert(Traits::kThreads % Traits::kChunksPerRow == 0 && kRowStep % 8 == 0 && kRows % kRowStep == 0,
+                "each thread keeps one chunk and one swizzle phase");
+  const int chunk = threadIdx.x % Traits::kChunksPerRow, row0 = threadIdx.x / Traits::kChunksPerRow;
+  const bool chunk_in = chunk * 8 < D;
+  unsigned char* s = dst + (chunk / 8) * kRows * 128 + wgmma::sw128_offset(row0, (chunk % 8) * 8);
+  const __nv_bfloat16* g = src + row0 * stride + chunk * 8;
+#pragma unroll
+  for (int it = 0; it < kRows / kRowStep; ++it) {
+    const int row = row0 + it * kRowStep;
+    const bool fetch = chunk_in && row < valid;
+    ptx::cp_async_16(s + it * kRowStep * 128, fetch ? g + it * kRowStep * stride : src, fetch);
   }
 }
 
@@ -73,6 +80,7 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
   constexpr int SR = Traits::kScoreRegs, OR = Traits::kOutRegs;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
   const long long head = blockIdx.y, kv_head = head / p.group, D = p.head_dim;
+  const int dim = static_cast<int>(D);
   const SeqView sv = seq_view(p, blockIdx.z);
   const long long m0 = static_cast<long long>(blockIdx.x) * Traits::kBlockM;
   if (m0 >= sv.q_len) return;
@@ -100,13 +108,13 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
   auto load_kv = [&](int tile, int stage) {
     const long long j0 = k_lo + static_cast<long long>(tile) * Traits::kBlockN;
     const int valid = static_cast<int>(min((long long)Traits::kBlockN, k_hi - j0));
-    load_swizzled<Traits>(k_smem + stage * Traits::kTileBytes, k_base + j0 * kv_stride, kv_stride, Traits::kBlockN,
-                          valid, D);
-    load_swizzled<Traits>(v_smem + stage * Traits::kTileBytes, v_base + j0 * kv_stride, kv_stride, Traits::kBlockN,
-                          valid, D);
+    load_swizzled<Traits, Traits::kBlockN>(k_smem + stage * Traits::kTileBytes, k_base + j0 * kv_stride, kv_stride,
+                                           valid, dim);
+    load_swizzled<Traits, Traits::kBlockN>(v_smem + stage * Traits::kTileBytes, v_base + j0 * kv_stride, kv_stride,
+                                           valid, dim);
   };
-  load_swizzled<Traits>(q_smem, q_base, q_stride, Traits::kBlockM, m_valid, D);
-  load_swizzled<Traits>(r_smem, r_base, q_stride, Traits::kBlockM, m_valid, D);
+  load_swizzled<Traits, Traits::kBlockM>(q_smem, q_base, q_stride, m_valid, dim);
+  load_swizzled<Traits, Traits::kBlockM>(r_smem, r_base, q_stride, m_valid, dim);
   if (tiles > 0) load_kv(0, 0);
   cp_async_commit();
 
@@ -166,39 +174,60 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
     wgmma::fence_accumulators(t);
 
     // 2. Masks and the online update (forward_kernel.cuh, step 2, with flat indices).
+    //    Instruction count matters here (the tensor cores wait for it): the masks are
+    //    applied only where a row of this warp ends or starts inside the tile, exp2 is the
+    //    MUFU alone, the t-weighted sum that fixes kappa is formed only until kappa is set,
+    //    and the outputs are rescaled only when a row's max moved.
     const int j0 = tile * Traits::kBlockN + 2 * quad;  // relative to k_lo
+    const int tile_lo = tile * Traits::kBlockN, tile_hi = tile_lo + Traits::kBlockN;
+    const bool tile_full = __all_sync(0xffffffffu, row_begin[0] <= tile_lo && tile_hi <= row_end[0] &&
+                                                       row_begin[1] <= tile_lo && tile_hi <= row_end[1]);
     float alpha[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       float mx = -INFINITY;
+      if (tile_full) {
 #pragma unroll
-      for (int n = 0; n < NS; ++n)
+        for (int n = 0; n < NS; ++n)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int j = j0 + n * 8 + e;
-          const bool valid = j >= row_begin[h] && j < row_end[h];
-          float& x = s[4 * n + 2 * h + e];
-          x = valid ? x * p.scale_log2 : -INFINITY;
-          mx = fmaxf(mx, x);
-        }
+          for (int e = 0; e < 2; ++e) {
+            float& x = s[4 * n + 2 * h + e];
+            x *= p.scale_log2;
+            mx = fmaxf(mx, x);
+          }
+      } else {
+#pragma unroll
+        for (int n = 0; n < NS; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int j = j0 + n * 8 + e;
+            const bool valid = j >= row_begin[h] && j < row_end[h];
+            float& x = s[4 * n + 2 * h + e];
+            x = valid ? x * p.scale_log2 : -INFINITY;
+            mx = fmaxf(mx, x);
+          }
+      }
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float m_new = fmaxf(m[h], mx);
       const float m_safe = m_new == -INFINITY ? 0.f : m_new;
-      alpha[h] = m_new == m[h] ? 1.f : exp2f(m[h] - m_safe);
+      alpha[h] = m_new == m[h] ? 1.f : exp2_approx(m[h] - m_safe);  // m = -inf: 0 (nothing accumulated)
       m[h] = m_new;
-      float sum_p = 0.f, sum_pt = 0.f;
+      float sum_p = 0.f;
 #pragma unroll
       for (int n = 0; n < NS; ++n)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           float& x = s[4 * n + 2 * h + e];
-          x = x == -INFINITY ? 0.f : exp2f(x - m_safe);
+          x = exp2_approx(x - m_safe);  // masked: exp2(-inf) = 0
           sum_p += x;
-          sum_pt += x * t[4 * n + 2 * h + e];
         }
       if (__any_sync(0xffffffffu, !kappa_set[h] && mx != -INFINITY)) {
-        float tp = sum_p, tpt = sum_pt;
+        float tp = sum_p, tpt = 0.f;
+#pragma unroll
+        for (int n = 0; n < NS; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) tpt += s[4 * n + 2 * h + e] * t[4 * n + 2 * h + e];
         tp += __shfl_xor_sync(0xffffffffu, tp, 1);
         tp += __shfl_xor_sync(0xffffffffu, tp, 2);
         tpt += __shfl_xor_sync(0xffffffffu, tpt, 1);
@@ -232,18 +261,26 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
         split2_bf16(t[i], t[i + 1], a2_hi[kk][w], a2_lo[kk][w]);
       }
     }
+    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
-    for (int n = 0; n < NO; ++n)
+      for (int n = 0; n < NO; ++n)
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
+        for (int h = 0; h < 2; ++h)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          o1[4 * n + 2 * h + e] *= alpha[h];
-          o2[4 * n + 2 * h + e] *= alpha[h];
-        }
+          for (int e = 0; e < 2; ++e) {
+            o1[4 * n + 2 * h + e] *= alpha[h];
+            o2[4 * n + 2 * h + e] *= alpha[h];
+          }
+    }
 
     // 3. O1 += P1 V (one bf16 word per weight), O2 += P2 V (hi + lo); V is MN-major:
     //    64-column blocks kBlockN * 128 bytes apart, k-step kk 16 keys (2048 bytes) on.
+#pragma unroll
+    for (int kk = 0; kk < Traits::kPvSteps; ++kk) {
+      wgmma::fence_operands(a1[kk]);
+      wgmma::fence_operands(a2_hi[kk]);
+      wgmma::fence_operands(a2_lo[kk]);
+    }
     wgmma::fence_accumulators(o1);
     wgmma::fence_accumulators(o2);
     wgmma::wgmma_fence();

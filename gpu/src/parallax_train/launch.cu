@@ -158,6 +158,22 @@ const __nv_bfloat16* bf16_in(const T* ptr) {
   return static_cast<const __nv_bfloat16*>(static_cast<const void*>(ptr));
 }
 
+// TrainKernel::automatic takes the wgmma forward where it runs (compute capability 9.0
+// exactly: sm_90a code loads nowhere else) and applies (D % 8 == 0, key counts below
+// its 32-bit limit); the mma.sync forward otherwise. An explicit wgmma request is
+// checked by the caller instead, with a message.
+bool forward_uses_wgmma(TrainKernel kernel, long long head_dim, long long max_k) {
+  if (kernel != TrainKernel::automatic) return kernel == TrainKernel::wgmma;
+  if (head_dim % 8 != 0 || max_k > INT32_MAX - 256) return false;
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    return false;
+  }
+  return major == 9 && minor == 0;
+}
+
 }  // namespace
 }  // namespace train
 
@@ -173,8 +189,7 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   for (const float* ptr : std::initializer_list<const float*>{a.lse, a.tbar}) {
     if (reinterpret_cast<uintptr_t>(ptr) % alignof(float) != 0) return refuse("lse and tbar must be float-aligned");
   }
-  const bool use_wgmma = a.kernel == TrainKernel::wgmma;
-  if (use_wgmma && pr.head_dim % 8 != 0) {
+  if (a.kernel == TrainKernel::wgmma && pr.head_dim % 8 != 0) {
     return refuse("the wgmma kernel needs head_dim % 8 == 0 (head_dim " + std::to_string(pr.head_dim) +
                   "): use TrainKernel::automatic");
   }
@@ -186,6 +201,7 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   if (m_blocks > INT32_MAX || pr.heads_q > 65535 || ext.sequences > 65535) {
     return refuse("grid too large (sequence length, heads or batch)");
   }
+  const bool use_wgmma = train::forward_uses_wgmma(a.kernel, pr.head_dim, ext.max_k);
   if (use_wgmma && ext.max_k > INT32_MAX - 256) {
     return refuse("the wgmma kernel takes at most 2^31 - 257 keys per sequence");
   }

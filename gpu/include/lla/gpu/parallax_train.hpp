@@ -24,10 +24,11 @@
 namespace lla::gpu {
 
 // Which implementation of the training forward runs.
-//   automatic: the proven default (today: mma_sync);
+//   automatic: wgmma where it applies (a compute-capability 9.0 device, D % 8 == 0),
+//              mma_sync otherwise;
 //   mma_sync : mma.sync m16n8k16 (sm_80+ instructions), every D <= 128;
-//   wgmma    : Hopper's warpgroup MMA (sm_90a code: H100/H200), D <= 128 with D % 8 == 0.
-//              Not yet run on a GPU: opt-in until the GPU lane has proven it.
+//   wgmma    : Hopper's warpgroup MMA (sm_90a code: H100/H200), D <= 128 with D % 8 == 0;
+//              refused with a message where D % 8 != 0, a launch error on other devices.
 enum class TrainKernel { automatic, mma_sync, wgmma };
 
 struct TrainForwardArgs {
