@@ -84,10 +84,10 @@ int main(int argc, char** argv) {
     p.causal = sh.causal;
     p.window = sh.window;
     const size_t q_elems = size_t(p.q_elements()), kv_elems = size_t(p.kv_elements());
-    __nv_bfloat16 *q, *r, *k, *v, *o, *vbar, *dout, *dq, *dr, *dk, *dv;
+    __nv_bfloat16 *q, *r, *k, *v, *o, *vbar, *o_lo, *vbar_lo, *dout, *dq, *dr, *dk, *dv;
     float *lse, *tbar;
     void* ws;
-    for (auto* ptr : {&q, &r, &o, &vbar, &dout, &dq, &dr}) CHECK(cudaMalloc(ptr, q_elems * 2));
+    for (auto* ptr : {&q, &r, &o, &vbar, &o_lo, &vbar_lo, &dout, &dq, &dr}) CHECK(cudaMalloc(ptr, q_elems * 2));
     for (auto* ptr : {&k, &v, &dk, &dv}) CHECK(cudaMalloc(ptr, kv_elems * 2));
     CHECK(cudaMalloc(&ws, std::max<size_t>(16, lla::gpu::train_backward_workspace_bytes(p))));
     const size_t rows = size_t(p.batch * p.seqlen_q * p.heads_q);
@@ -106,6 +106,8 @@ int main(int argc, char** argv) {
     a.v = v;
     a.o = o;
     a.vbar = vbar;
+    a.o_lo = o_lo;  // the training forward: the backward's state saved (P1 in two words)
+    a.vbar_lo = vbar_lo;
     a.lse = lse;
     a.tbar = tbar;
     const auto status = lla::gpu::parallax_forward(a, st);
@@ -121,6 +123,8 @@ int main(int argc, char** argv) {
     b.v = v;
     b.o = o;
     b.vbar = vbar;
+    b.o_lo = o_lo;
+    b.vbar_lo = vbar_lo;
     b.lse = lse;
     b.tbar = tbar;
     b.dout = dout;
@@ -172,7 +176,8 @@ int main(int argc, char** argv) {
                    tb.median_us / 1e3, tflops_fb, mma_sync_ms, tflops_mma_sync);
     }
     for (void* ptr : {static_cast<void*>(q), static_cast<void*>(r), static_cast<void*>(k), static_cast<void*>(v),
-                      static_cast<void*>(o), static_cast<void*>(vbar), static_cast<void*>(lse),
+                      static_cast<void*>(o), static_cast<void*>(vbar), static_cast<void*>(o_lo),
+                      static_cast<void*>(vbar_lo), static_cast<void*>(lse),
                       static_cast<void*>(tbar), static_cast<void*>(dout), static_cast<void*>(dq),
                       static_cast<void*>(dr), static_cast<void*>(dk), static_cast<void*>(dv), ws}) {
       cudaFree(ptr);

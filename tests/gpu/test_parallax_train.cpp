@@ -34,10 +34,11 @@ struct TrainCase {
   uint64_t seed = 1;
   Magnitude magnitude = Magnitude::rms_normed;
   gpu::TrainKernel kernel = gpu::TrainKernel::automatic;  // the forward's implementation
+  bool save_state = true;  // the forward writes o_lo, vbar_lo (the backward's state; P1 in two words)
 };
 
 struct TrainRun {
-  std::vector<uint16_t> o, vbar;
+  std::vector<uint16_t> o, vbar, o_lo, vbar_lo;  // o_lo, vbar_lo: empty unless saved
   std::vector<float> lse, tbar;
 };
 
@@ -88,12 +89,17 @@ TrainRun run_forward(const TrainCase& c, const oracle::AttentionInputs<double>& 
   const auto [kb, vb] = cache_bits(p, in, poison);
   DeviceBuffer<uint16_t> dq(to_bits(in.q)), dr(to_bits(in.r)), dk(kb), dv(vb);
   DeviceBuffer<uint16_t> dout(static_cast<size_t>(p.q_elements())), dvbar(static_cast<size_t>(p.q_elements()));
+  DeviceBuffer<uint16_t> do_lo(c.save_state ? dout.size() : 0), dvbar_lo(do_lo.size());
   DeviceBuffer<float> dlse(static_cast<size_t>(p.batch * p.seqlen_q * p.heads_q)), dtbar(dlse.size());
   DeviceBuffer<int32_t> cuq(p.cu_seqlens_q), cuk(p.cu_seqlens_k);
   const uint8_t fill = poison ? 0xFF : 0x00;
   if (dout.size()) {
     CUDA_OK(cudaMemset(dout.get(), fill, dout.size() * 2));
     CUDA_OK(cudaMemset(dvbar.get(), fill, dvbar.size() * 2));
+  }
+  if (do_lo.size()) {
+    CUDA_OK(cudaMemset(do_lo.get(), fill, do_lo.size() * 2));
+    CUDA_OK(cudaMemset(dvbar_lo.get(), fill, dvbar_lo.size() * 2));
   }
   if (dlse.size()) {
     CUDA_OK(cudaMemset(dlse.get(), fill, dlse.size() * 4));
@@ -107,6 +113,8 @@ TrainRun run_forward(const TrainCase& c, const oracle::AttentionInputs<double>& 
   a.v = dv.get();
   a.o = dout.get();
   a.vbar = dvbar.get();
+  a.o_lo = c.save_state ? do_lo.get() : nullptr;
+  a.vbar_lo = c.save_state ? dvbar_lo.get() : nullptr;
   a.lse = dlse.get();
   a.tbar = dtbar.get();
   a.cu_seqlens_q = cuq.get();
@@ -115,7 +123,8 @@ TrainRun run_forward(const TrainCase& c, const oracle::AttentionInputs<double>& 
   const auto st = gpu::parallax_forward(a, nullptr);
   if (!st.ok) throw std::runtime_error(st.message);
   CUDA_OK(cudaDeviceSynchronize());
-  return TrainRun{dout.download(), dvbar.download(), dlse.download(), dtbar.download()};
+  return TrainRun{dout.download(), dvbar.download(), do_lo.download(), dvbar_lo.download(), dlse.download(),
+                  dtbar.download()};
 }
 
 struct Verdict {
@@ -144,6 +153,28 @@ Verdict judge(const TrainCase& c, const oracle::AttentionInputs<double>& in, con
   };
   v.rel_err = check_bf16("o", ref.o, base.o, run.o);
   check_bf16("vbar", ref.vbar, base.vbar, run.vbar);
+  // Saved residuals: lo is what bf16 rounding left of hi + lo (hi = bf16(hi + lo), so
+  // |lo| <= half an ulp of hi), and hi + lo is at least as close to the oracle as hi
+  // (the backward's tests are the real check: its row terms need these 16 bits).
+  auto check_residual = [&](const char* name, const Tensor4<double>& want, const std::vector<uint16_t>& hi_bits,
+                            const std::vector<uint16_t>& lo_bits) {
+    if (lo_bits.empty()) return;
+    const Tensor4<double> hi = from_bf16_bits(hi_bits, want.shape()), lo = from_bf16_bits(lo_bits, want.shape());
+    Tensor4<double> sum(want.shape());
+    int64_t not_residual = 0;
+    for (int64_t i = 0; i < sum.size(); ++i) {
+      sum.data()[i] = hi.data()[i] + lo.data()[i];
+      const float s32 = static_cast<float>(sum.data()[i]);
+      if (!(round_to(Precision::bf16, s32) == hi.data()[i]) && !(std::fabs(lo.data()[i]) == 0.0)) ++not_residual;
+    }
+    const double err_hi = max_abs_diff(hi, want), err_sum = max_abs_diff(sum, want);
+    os << " " << name << "+lo " << err_sum << " (" << name << " alone " << err_hi << ", " << not_residual
+       << " not residuals)";
+    // (plus 2^-20 of the largest |o|: where hi is exact the two errors are fp32-level alike)
+    if (not_residual != 0 || !(err_sum <= err_hi + std::ldexp(max_abs(want), -20))) v.ok = false;
+  };
+  check_residual("o", ref.o, run.o, run.o_lo);
+  check_residual("vbar", ref.vbar, run.vbar, run.vbar_lo);
   // lse and tbar in fp32: the fp32 baseline plus an fp32 floor on the magnitude of
   // the dot products they inherit their rounding from.
   auto check_fp32 = [&](const char* name, const Tensor3<double>& want, const auto& base_t,
@@ -198,6 +229,7 @@ TrainCase draw_case() {
   }
   c.seed = *rc::gen::arbitrary<uint64_t>().as("seed");
   c.magnitude = *rc::gen::element(Magnitude::rms_normed, Magnitude::normal).as("magnitude");
+  c.save_state = *rc::gen::arbitrary<bool>().as("save the backward's state (P1 in two words)");
   return c;
 }
 
@@ -233,7 +265,10 @@ TEST(ParallaxTrainForward, PoisonAndDeterminism) {
     const auto again = run_forward(c, in, false);
     RC_ASSERT(clean.o == poisoned.o);
     RC_ASSERT(clean.vbar == poisoned.vbar);
+    RC_ASSERT(clean.o_lo == poisoned.o_lo);
+    RC_ASSERT(clean.vbar_lo == poisoned.vbar_lo);
     RC_ASSERT(clean.o == again.o);
+    RC_ASSERT(clean.o_lo == again.o_lo);
     RC_ASSERT(std::memcmp(clean.lse.data(), poisoned.lse.data(), clean.lse.size() * sizeof(float)) == 0);
     RC_ASSERT(std::memcmp(clean.tbar.data(), poisoned.tbar.data(), clean.tbar.size() * sizeof(float)) == 0);
   }));
@@ -255,10 +290,12 @@ TEST(ParallaxTrainForward, AdversarialMagnitudes) {
   }
 }
 
-// The saved statistics are optional outputs: without them o is bitwise the same.
+// The saved statistics are optional outputs: without them o is bitwise the same. (The
+// residuals o_lo, vbar_lo are not: saving them sends P1 to the tensor cores in two words.)
 TEST(ParallaxTrainForward, StatisticsAreOptional) {
   LLA_REQUIRE_DEVICE();
   TrainCase c;
+  c.save_state = false;
   c.problem = Problem::dense(2, 70, 90, 4, 2, 64);
   c.problem.window = 33;
   const auto in = quantised_inputs(c);
@@ -341,7 +378,10 @@ TEST(ParallaxTrainForwardWgmma, PoisonAndDeterminism) {
     const auto again = run_forward(c, in, false);
     RC_ASSERT(clean.o == poisoned.o);
     RC_ASSERT(clean.vbar == poisoned.vbar);
+    RC_ASSERT(clean.o_lo == poisoned.o_lo);
+    RC_ASSERT(clean.vbar_lo == poisoned.vbar_lo);
     RC_ASSERT(clean.o == again.o);
+    RC_ASSERT(clean.o_lo == again.o_lo);
     RC_ASSERT(std::memcmp(clean.lse.data(), poisoned.lse.data(), clean.lse.size() * sizeof(float)) == 0);
     RC_ASSERT(std::memcmp(clean.tbar.data(), poisoned.tbar.data(), clean.tbar.size() * sizeof(float)) == 0);
   }));
@@ -416,10 +456,12 @@ struct GradRun {
 GradRun run_backward(const TrainCase& c, const oracle::AttentionInputs<double>& in, const Tensor4<double>& dout,
                      bool poison) {
   const Problem& p = c.problem;
-  const TrainRun fwd = run_forward(c, in, poison);
+  TrainCase saving = c;
+  saving.save_state = true;  // the backward requires o_lo, vbar_lo
+  const TrainRun fwd = run_forward(saving, in, poison);
   const auto [kb, vb] = cache_bits(p, in, poison);
   DeviceBuffer<uint16_t> dq_in(to_bits(in.q)), dr_in(to_bits(in.r)), dk_in(kb), dv_in(vb), dgo(to_bits(dout));
-  DeviceBuffer<uint16_t> d_o(fwd.o), d_vbar(fwd.vbar);
+  DeviceBuffer<uint16_t> d_o(fwd.o), d_vbar(fwd.vbar), d_o_lo(fwd.o_lo), d_vbar_lo(fwd.vbar_lo);
   DeviceBuffer<float> d_lse(fwd.lse), d_tbar(fwd.tbar);
   DeviceBuffer<uint16_t> gq(static_cast<size_t>(p.q_elements())), gr(gq.size()), gk(static_cast<size_t>(p.kv_elements())),
       gv(gk.size());
@@ -436,6 +478,8 @@ GradRun run_backward(const TrainCase& c, const oracle::AttentionInputs<double>& 
   a.v = dv_in.get();
   a.o = d_o.get();
   a.vbar = d_vbar.get();
+  a.o_lo = d_o_lo.get();
+  a.vbar_lo = d_vbar_lo.get();
   a.lse = d_lse.get();
   a.tbar = d_tbar.get();
   a.dout = dgo.get();
@@ -574,6 +618,27 @@ TEST(ParallaxTrainBackward, MatchesTheOracleOnDrawnProblems) {
   }));
 }
 
+// The case the lane's property found (shrunk): rows with two keys need T_i = g.o and
+// b_i = g.vbar as exact as the weights, so the forward saves o and vbar as hi + lo
+// words and sends P1 in two words (tests/reference/test_kernel_numerics.cpp,
+// BackwardTwoKeyRowsNeedTheSavedResiduals: 11x the bound without them). Both forwards.
+TEST(ParallaxTrainBackward, TwoKeyRows) {
+  LLA_REQUIRE_DEVICE();
+  for (gpu::TrainKernel kernel : {gpu::TrainKernel::automatic, gpu::TrainKernel::mma_sync}) {
+    TrainCase c;
+    c.problem = Problem::dense(1, 2, 2, 1, 1, 64);
+    c.problem.causal = true;
+    c.problem.window = 3;
+    c.magnitude = Magnitude::normal;
+    c.seed = 1;
+    c.kernel = kernel;
+    const auto in = quantised_inputs(c);
+    const auto dout = quantised_dout(c);
+    const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
+    EXPECT_TRUE(v.ok) << v.message;
+  }
+}
+
 TEST(ParallaxTrainBackward, PoisonAndDeterminism) {
   LLA_REQUIRE_DEVICE();
   EXPECT_TRUE(rc::check("backward: poison and repetition are bitwise invariant", [] {
@@ -672,6 +737,10 @@ TEST(ParallaxTrainForward, RefusesUnsupportedCalls) {
   b.dq = b.dr = b.dk = b.dv = dummy;
   static float stats[64];
   b.lse = b.tbar = stats;
+  st = gpu::parallax_backward(b, nullptr);
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("o_lo and vbar_lo"), std::string::npos) << st.message;
+  b.o_lo = b.vbar_lo = dummy;
   st = gpu::parallax_backward(b, nullptr);
   EXPECT_FALSE(st.ok);
   EXPECT_NE(st.message.find("workspace"), std::string::npos) << st.message;

@@ -61,7 +61,8 @@ struct BackwardTraits {
                                       + kKbarBytes;
 };
 
-// One warp per row: T_i = g.o and b_i = g.vbar in fp32 from the stored bf16 tensors.
+// One warp per row: T_i = g.o and b_i = g.vbar in fp32 from the stored bf16 words
+// (o + o_lo, vbar + vbar_lo: one word is not enough, see docs/training.md).
 __device__ inline void preprocess_rows(const BackwardParams& p, long long rows) {
   const long long row = static_cast<long long>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -70,11 +71,13 @@ __device__ inline void preprocess_rows(const BackwardParams& p, long long rows) 
   const __nv_bfloat16* g = p.dout + row * D;
   const __nv_bfloat16* o = p.fwd.o + row * D;
   const __nv_bfloat16* vb = p.fwd.vbar + row * D;
+  const __nv_bfloat16* o_lo = p.fwd.o_lo + row * D;
+  const __nv_bfloat16* vb_lo = p.fwd.vbar_lo + row * D;
   float t = 0.f, b = 0.f;
   for (long long d = lane; d < D; d += 32) {
     const float gd = __bfloat162float(g[d]);
-    t += gd * __bfloat162float(o[d]);
-    b += gd * __bfloat162float(vb[d]);
+    t += gd * (__bfloat162float(o[d]) + __bfloat162float(o_lo[d]));
+    b += gd * (__bfloat162float(vb[d]) + __bfloat162float(vb_lo[d]));
   }
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {

@@ -30,6 +30,8 @@ struct ForwardParams {
   const __nv_bfloat16* v;
   __nv_bfloat16* o;
   __nv_bfloat16* vbar;  // may be null
+  __nv_bfloat16* o_lo;     // may be null: o - bf16(o), the residual the backward needs
+  __nv_bfloat16* vbar_lo;  // may be null: the same for vbar
   float* lse;           // may be null
   float* tbar;          // may be null
   const int32_t* cu_seqlens_q;  // null: dense
@@ -40,6 +42,15 @@ struct ForwardParams {
   bool causal;
   long long window;  // > 0: exactly W keys
 };
+
+// x as bf16 in `hi`, and where `lo` is not null the residual x - hi in `lo`: the
+// backward's row terms T_i = g.o and b_i = g.vbar need o and vbar to 16 significand
+// bits (docs/training.md, "Saved state"; tests/reference/test_kernel_numerics.cpp).
+__device__ __forceinline__ void store_two_words(__nv_bfloat16* hi, __nv_bfloat16* lo, long long at, float x) {
+  const __nv_bfloat16 h = __float2bfloat16_rn(x);
+  hi[at] = h;
+  if (lo) lo[at] = __float2bfloat16_rn(x - __bfloat162float(h));
+}
 
 // One sequence's place in the packed tensors.
 struct SeqView {
@@ -162,6 +173,9 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
   const int a_off = ldsm_a_offset(lane, warp * 16, Traits::kPitch);
   const int k_off = ldsm_b_offset(lane, Traits::kPitch);
   const int v_off = ldsm_bt_offset(lane, Traits::kPitch);
+  // Saving the backward's state (o_lo, vbar_lo) needs o and vbar to 16 bits: P1 in two
+  // words then (docs/training.md, "Saved state"); one word is enough for o in bf16.
+  const bool p1_two_words = p.o_lo != nullptr || p.vbar_lo != nullptr;
 
   for (int tile = 0; tile < tiles; ++tile) {
     const int stage = tile % Traits::kStages;
@@ -258,14 +272,15 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
       }
     }
 
-    // 3. O1 += P1 V (one bf16 word per weight), O2 += P2 V (hi + lo words).
+    // 3. O1 += P1 V (one bf16 word per weight; two when the backward's state is saved),
+    //    O2 += P2 V (hi + lo words).
 #pragma unroll
     for (int kk = 0; kk < PS; ++kk) {
-      uint32_t a1[4], a2_hi[4], a2_lo[4];
-      a1[0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-      a1[1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-      a1[2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      a1[3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      uint32_t a1[4], a1_lo[4], a2_hi[4], a2_lo[4];
+      split2_bf16(s[2 * kk][0], s[2 * kk][1], a1[0], a1_lo[0]);
+      split2_bf16(s[2 * kk][2], s[2 * kk][3], a1[1], a1_lo[1]);
+      split2_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1], a1[2], a1_lo[2]);
+      split2_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3], a1[3], a1_lo[3]);
       split2_bf16(t[2 * kk][0], t[2 * kk][1], a2_hi[0], a2_lo[0]);
       split2_bf16(t[2 * kk][2], t[2 * kk][3], a2_hi[1], a2_lo[1]);
       split2_bf16(t[2 * kk + 1][0], t[2 * kk + 1][1], a2_hi[2], a2_lo[2]);
@@ -276,6 +291,10 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
         ldmatrix_x4_trans(vf, vs + kk * 16 * Traits::kPitch + v_off + n * 16);
         mma_bf16(o1[n], a1, vf[0], vf[1]);
         mma_bf16(o1[n + 1], a1, vf[2], vf[3]);
+        if (p1_two_words) {
+          mma_bf16(o1[n], a1_lo, vf[0], vf[1]);
+          mma_bf16(o1[n + 1], a1_lo, vf[2], vf[3]);
+        }
         mma_bf16(o2[n], a2_hi, vf[0], vf[1]);
         mma_bf16(o2[n + 1], a2_hi, vf[2], vf[3]);
         mma_bf16(o2[n], a2_lo, vf[0], vf[1]);
@@ -307,8 +326,8 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
         const long long col = n * 8 + 2 * quad + e;
         if (col >= D) continue;
         const float vb = o1[n][2 * h + e] * inv;
-        p.o[orow * D + col] = __float2bfloat16_rn(vb * (1.f + tb) - o2[n][2 * h + e] * inv);
-        if (p.vbar) p.vbar[orow * D + col] = __float2bfloat16_rn(vb);
+        store_two_words(p.o, p.o_lo, orow * D + col, vb * (1.f + tb) - o2[n][2 * h + e] * inv);
+        if (p.vbar) store_two_words(p.vbar, p.vbar_lo, orow * D + col, vb);
       }
     if (quad == 0) {
       if (p.lse) p.lse[orow] = s1 > 0.f ? m[h] * kLn2 + logf(s1) : -INFINITY;

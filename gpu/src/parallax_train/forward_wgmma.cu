@@ -11,9 +11,9 @@ __global__ void __launch_bounds__(Traits::kThreads) forward_kernel_wgmma(const F
   forward_cta_wgmma<Traits>(p, smem);
 }
 
-template <int kDMax>
+template <int kDMax, int kP1Words>
 cudaError_t launch_bucket(const ForwardParams& p, dim3 grid, cudaStream_t stream) {
-  using Traits = WgmmaForwardTraits<kDMax>;
+  using Traits = WgmmaForwardTraits<kDMax, kP1Words>;
   static_assert(Traits::kBlockM == kWgmmaForwardRows, "the host sizes the grid with kWgmmaForwardRows");
   static const cudaError_t opt_in = cudaFuncSetAttribute(
       forward_kernel_wgmma<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Traits::kSmemBytes));
@@ -25,7 +25,11 @@ cudaError_t launch_bucket(const ForwardParams& p, dim3 grid, cudaStream_t stream
 }  // namespace
 
 cudaError_t launch_forward_wgmma(const ForwardParams& p, dim3 grid, cudaStream_t stream) {
-  return p.head_dim <= 64 ? launch_bucket<64>(p, grid, stream) : launch_bucket<128>(p, grid, stream);
+  // The backward's saved state (o_lo, vbar_lo) needs P1 in two words.
+  if (p.o_lo != nullptr || p.vbar_lo != nullptr) {
+    return p.head_dim <= 64 ? launch_bucket<64, 2>(p, grid, stream) : launch_bucket<128, 2>(p, grid, stream);
+  }
+  return p.head_dim <= 64 ? launch_bucket<64, 1>(p, grid, stream) : launch_bucket<128, 1>(p, grid, stream);
 }
 
 }  // namespace lla::gpu::train

@@ -29,13 +29,17 @@
 
 namespace lla::gpu::train {
 
-template <int kDMax_>
+template <int kDMax_, int kP1Words_>
 struct WgmmaForwardTraits {
   static constexpr int kThreads = 128;  // one warpgroup
   static constexpr int kBlockM = 64;    // query rows per CTA (wgmma's M)
   static constexpr int kBlockN = 64;    // keys per tile
   static constexpr int kDMax = kDMax_;  // head-dim bucket; columns past D are zero
   static_assert(kDMax == 64 || kDMax == 128, "head dim buckets 64 and 128");
+  // bf16 words per P1 weight: 1 for o alone, 2 when the backward's state (o_lo,
+  // vbar_lo) is saved: it needs o and vbar to 16 bits (docs/training.md, "Saved state").
+  static constexpr int kP1Words = kP1Words_;
+  static_assert(kP1Words == 1 || kP1Words == 2, "P1 in one or two bf16 words");
   static constexpr int kStages = 2;
   static constexpr int kColBlocks = kDMax / 64;    // 64-element column blocks of every tile
   static constexpr int kKSteps = kDMax / 16;       // k-steps of S and T
@@ -251,13 +255,19 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
     }
     // The weights as register A operands: k-step kk covers keys 16 kk .. 16 kk + 15,
     // n-tiles 2 kk and 2 kk + 1 of the score accumulators (the mma.sync A layout).
-    uint32_t a1[Traits::kPvSteps][4], a2_hi[Traits::kPvSteps][4], a2_lo[Traits::kPvSteps][4];
+    // (Packing is register-neutral: each pair of fp32 weights dies as its words are made.)
+    uint32_t a1[Traits::kPvSteps][4], a1_lo[Traits::kP1Words == 2 ? Traits::kPvSteps : 1][4];
+    uint32_t a2_hi[Traits::kPvSteps][4], a2_lo[Traits::kPvSteps][4];
 #pragma unroll
     for (int kk = 0; kk < Traits::kPvSteps; ++kk) {
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int i = 8 * kk + 2 * w;  // w: (row grp, keys 2q), (grp + 8, 2q), (grp, 8 + 2q), (grp + 8, 8 + 2q)
-        a1[kk][w] = pack_bf16(s[i], s[i + 1]);
+        if constexpr (Traits::kP1Words == 2) {
+          split2_bf16(s[i], s[i + 1], a1[kk][w], a1_lo[kk][w]);
+        } else {
+          a1[kk][w] = pack_bf16(s[i], s[i + 1]);
+        }
         split2_bf16(t[i], t[i + 1], a2_hi[kk][w], a2_lo[kk][w]);
       }
     }
@@ -273,11 +283,12 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
           }
     }
 
-    // 3. O1 += P1 V (one bf16 word per weight), O2 += P2 V (hi + lo); V is MN-major:
+    // 3. O1 += P1 V (kP1Words bf16 words per weight), O2 += P2 V (hi + lo); V is MN-major:
     //    64-column blocks kBlockN * 128 bytes apart, k-step kk 16 keys (2048 bytes) on.
 #pragma unroll
     for (int kk = 0; kk < Traits::kPvSteps; ++kk) {
       wgmma::fence_operands(a1[kk]);
+      if constexpr (Traits::kP1Words == 2) wgmma::fence_operands(a1_lo[kk]);
       wgmma::fence_operands(a2_hi[kk]);
       wgmma::fence_operands(a2_lo[kk]);
     }
@@ -289,10 +300,12 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
       const uint64_t dv = wgmma::smem_desc_sw128(vs + kk * 16 * 128, Traits::kBlockN * 128, 1024);
       if constexpr (Traits::kDMax == 64) {
         wgmma::wgmma_m64n64k16_rs<1>(o1, a1[kk], dv, true);
+        if constexpr (Traits::kP1Words == 2) wgmma::wgmma_m64n64k16_rs<1>(o1, a1_lo[kk], dv, true);
         wgmma::wgmma_m64n64k16_rs<1>(o2, a2_hi[kk], dv, true);
         wgmma::wgmma_m64n64k16_rs<1>(o2, a2_lo[kk], dv, true);
       } else {
         wgmma::wgmma_m64n128k16_rs<1>(o1, a1[kk], dv, true);
+        if constexpr (Traits::kP1Words == 2) wgmma::wgmma_m64n128k16_rs<1>(o1, a1_lo[kk], dv, true);
         wgmma::wgmma_m64n128k16_rs<1>(o2, a2_hi[kk], dv, true);
         wgmma::wgmma_m64n128k16_rs<1>(o2, a2_lo[kk], dv, true);
       }
@@ -326,8 +339,8 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
         const long long col = n * 8 + 2 * quad + e;
         if (col >= D) continue;
         const float vb = o1[4 * n + 2 * h + e] * inv;
-        p.o[orow * D + col] = __float2bfloat16_rn(vb * (1.f + tb) - o2[4 * n + 2 * h + e] * inv);
-        if (p.vbar) p.vbar[orow * D + col] = __float2bfloat16_rn(vb);
+        store_two_words(p.o, p.o_lo, orow * D + col, vb * (1.f + tb) - o2[4 * n + 2 * h + e] * inv);
+        if (p.vbar) store_two_words(p.vbar, p.vbar_lo, orow * D + col, vb);
       }
     if (quad == 0) {
       if (p.lse) p.lse[orow] = s1 > 0.f ? m[h] * kLn2 + logf(s1) : -INFINITY;

@@ -183,9 +183,10 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k, {a.q, a.r, a.o}, {a.k, a.v})) {
     return refuse(*e);
   }
-  if (a.vbar != nullptr && reinterpret_cast<uintptr_t>(a.vbar) % 16 != 0) {
-    return refuse("tensors must be 16-byte aligned");
+  for (const void* ptr : {a.vbar, a.o_lo, a.vbar_lo}) {
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return refuse("tensors must be 16-byte aligned");
   }
+  if (a.vbar_lo != nullptr && a.vbar == nullptr) return refuse("vbar_lo is written only with vbar");
   for (const float* ptr : std::initializer_list<const float*>{a.lse, a.tbar}) {
     if (reinterpret_cast<uintptr_t>(ptr) % alignof(float) != 0) return refuse("lse and tbar must be float-aligned");
   }
@@ -212,6 +213,8 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   p.v = train::bf16_in(a.v);
   p.o = static_cast<__nv_bfloat16*>(a.o);
   p.vbar = static_cast<__nv_bfloat16*>(a.vbar);
+  p.o_lo = static_cast<__nv_bfloat16*>(a.o_lo);
+  p.vbar_lo = static_cast<__nv_bfloat16*>(a.vbar_lo);
   p.lse = a.lse;
   p.tbar = a.tbar;
   const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(pr.heads_q),
@@ -230,8 +233,11 @@ size_t train_backward_workspace_bytes(const Problem& pr) {
 Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
   const Problem& pr = a.problem;
   auto refuse = [](const std::string& why) { return Status{false, "parallax_backward: " + why}; };
+  if (pr.q_elements() > 0 && (a.o_lo == nullptr || a.vbar_lo == nullptr)) {
+    return refuse("o_lo and vbar_lo saved by the forward are required (TrainForwardArgs::o_lo, vbar_lo)");
+  }
   if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k,
-                                   {a.q, a.r, a.o, a.vbar, a.dout, a.dq, a.dr},
+                                   {a.q, a.r, a.o, a.vbar, a.o_lo, a.vbar_lo, a.dout, a.dq, a.dr},
                                    {a.k, a.v, a.dk, a.dv})) {
     return refuse(*e);
   }
@@ -264,6 +270,8 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
   // The forward's outputs are only read here (ForwardParams names them as outputs).
   p.fwd.o = const_cast<__nv_bfloat16*>(train::bf16_in(a.o));
   p.fwd.vbar = const_cast<__nv_bfloat16*>(train::bf16_in(a.vbar));
+  p.fwd.o_lo = const_cast<__nv_bfloat16*>(train::bf16_in(a.o_lo));
+  p.fwd.vbar_lo = const_cast<__nv_bfloat16*>(train::bf16_in(a.vbar_lo));
   p.lse = a.lse;
   p.tbar = a.tbar;
   p.dout = train::bf16_in(a.dout);

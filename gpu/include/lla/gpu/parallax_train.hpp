@@ -42,6 +42,12 @@ struct TrainForwardArgs {
   const void* v = nullptr;
   void* o = nullptr;
   void* vbar = nullptr;   // optional: saved for the backward
+  // Optional, saved for the backward (which requires them): the bf16 rounding residuals
+  // o - bf16(o) and vbar - bf16(vbar), shaped like q. The backward's row terms g.o and
+  // g.vbar need 16 significand bits of o and vbar; with 8 its gradients can break the
+  // accuracy rule by 20x (two-key rows; docs/training.md, "Saved state").
+  void* o_lo = nullptr;
+  void* vbar_lo = nullptr;
   float* lse = nullptr;   // optional
   float* tbar = nullptr;  // optional
   const int32_t* cu_seqlens_q = nullptr;  // device, varlen only
@@ -67,6 +73,8 @@ struct TrainBackwardArgs {
   const void* v = nullptr;
   const void* o = nullptr;     // the forward's output
   const void* vbar = nullptr;  // the forward's saved vbar
+  const void* o_lo = nullptr;     // the forward's saved residuals (TrainForwardArgs::o_lo)
+  const void* vbar_lo = nullptr;  // and vbar_lo
   const float* lse = nullptr;
   const float* tbar = nullptr;
   const void* dout = nullptr;  // dL/do
