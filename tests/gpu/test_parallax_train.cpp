@@ -35,6 +35,7 @@ struct TrainCase {
   Magnitude magnitude = Magnitude::rms_normed;
   gpu::TrainKernel kernel = gpu::TrainKernel::automatic;  // the forward's implementation
   bool save_state = true;  // the forward writes o_lo, vbar_lo (the backward's state; P1 in two words)
+  gpu::TrainKernel backward_kernel = gpu::TrainKernel::automatic;  // the backward's dK/dV kernel
 };
 
 struct TrainRun {
@@ -494,6 +495,7 @@ GradRun run_backward(const TrainCase& c, const oracle::AttentionInputs<double>& 
   a.cu_seqlens_k = cuk.get();
   a.workspace = ws.get();
   a.workspace_bytes = ws.size() * 4;
+  a.kernel = c.backward_kernel;
   const auto st = gpu::parallax_backward(a, nullptr);
   if (!st.ok) throw std::runtime_error(st.message);
   CUDA_OK(cudaDeviceSynchronize());
@@ -609,10 +611,21 @@ Verdict judge_grads(const TrainCase& c, const oracle::AttentionInputs<double>& i
   return v;
 }
 
-TEST(ParallaxTrainBackward, MatchesTheOracleOnDrawnProblems) {
-  LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("training backward == fp64 oracle within the baseline-relative bound", [] {
-    const TrainCase c = draw_case();
+// --- the backward, for each dK/dV kernel ----------------------------------------
+// automatic runs the mma.sync dK/dV kernel; TrainKernel::wgmma the Hopper one
+// (backward_wgmma.cuh, head_dim % 8 == 0: drawn head dims are rounded up as for the
+// wgmma forward). dQ/dR is the mma.sync kernel in both.
+
+TrainCase draw_backward_case(gpu::TrainKernel bwd) {
+  TrainCase c = draw_case();
+  c.backward_kernel = bwd;
+  if (bwd == gpu::TrainKernel::wgmma) c.problem.head_dim = (c.problem.head_dim + 7) / 8 * 8;
+  return c;
+}
+
+void backward_matches_the_oracle(gpu::TrainKernel bwd) {
+  EXPECT_TRUE(rc::check("training backward == fp64 oracle within the baseline-relative bound", [bwd] {
+    const TrainCase c = draw_backward_case(bwd);
     const auto in = quantised_inputs(c);
     const auto dout = quantised_dout(c);
     const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
@@ -625,8 +638,7 @@ TEST(ParallaxTrainBackward, MatchesTheOracleOnDrawnProblems) {
 // b_i = g.vbar as exact as the weights, so the forward saves o and vbar as hi + lo
 // words and sends P1 in two words (tests/reference/test_kernel_numerics.cpp,
 // BackwardTwoKeyRowsNeedTheSavedResiduals: 11x the bound without them). Both forwards.
-TEST(ParallaxTrainBackward, TwoKeyRows) {
-  LLA_REQUIRE_DEVICE();
+void backward_two_key_rows(gpu::TrainKernel bwd) {
   for (gpu::TrainKernel kernel : {gpu::TrainKernel::automatic, gpu::TrainKernel::mma_sync}) {
     TrainCase c;
     c.problem = Problem::dense(1, 2, 2, 1, 1, 64);
@@ -635,6 +647,7 @@ TEST(ParallaxTrainBackward, TwoKeyRows) {
     c.magnitude = Magnitude::normal;
     c.seed = 1;
     c.kernel = kernel;
+    c.backward_kernel = bwd;
     const auto in = quantised_inputs(c);
     const auto dout = quantised_dout(c);
     const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
@@ -642,10 +655,9 @@ TEST(ParallaxTrainBackward, TwoKeyRows) {
   }
 }
 
-TEST(ParallaxTrainBackward, PoisonAndDeterminism) {
-  LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("backward: poison and repetition are bitwise invariant", [] {
-    const TrainCase c = draw_case();
+void backward_poison_and_determinism(gpu::TrainKernel bwd) {
+  EXPECT_TRUE(rc::check("backward: poison and repetition are bitwise invariant", [bwd] {
+    const TrainCase c = draw_backward_case(bwd);
     const auto in = quantised_inputs(c);
     const auto dout = quantised_dout(c);
     const auto clean = run_backward(c, in, dout, false);
@@ -656,15 +668,15 @@ TEST(ParallaxTrainBackward, PoisonAndDeterminism) {
     RC_ASSERT(clean.dk == poisoned.dk);
     RC_ASSERT(clean.dv == poisoned.dv);
     RC_ASSERT(clean.dk == again.dk);
+    RC_ASSERT(clean.dv == again.dv);
     RC_ASSERT(clean.dq == again.dq);
   }));
 }
 
 // Large logits, heavy and near-duplicate keys: the backward's preprocess uses the
-// stored bf16 o and vbar (spec 6.3), whose rounding the fp32 baseline does not have;
-// this is where that would show.
-TEST(ParallaxTrainBackward, AdversarialMagnitudes) {
-  LLA_REQUIRE_DEVICE();
+// saved o and vbar (spec 6.3), whose rounding the fp32 baseline does not have; this
+// is where that would show.
+void backward_adversarial(gpu::TrainKernel bwd) {
   for (Magnitude m : {Magnitude::large_logits, Magnitude::heavy_keys, Magnitude::near_duplicate_keys,
                       Magnitude::large}) {
     TrainCase c;
@@ -672,6 +684,7 @@ TEST(ParallaxTrainBackward, AdversarialMagnitudes) {
     c.problem.window = 70;
     c.magnitude = m;
     c.seed = 11;
+    c.backward_kernel = bwd;
     const auto in = quantised_inputs(c);
     const auto dout = quantised_dout(c);
     const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
@@ -681,8 +694,7 @@ TEST(ParallaxTrainBackward, AdversarialMagnitudes) {
 
 // Issue 7's accuracy target on every gradient (bf16): max-norm relative error
 // <= 1e-2 per case, median <= 4e-3.
-TEST(ParallaxTrainBackward, MaxNormErrorTarget) {
-  LLA_REQUIRE_DEVICE();
+void backward_max_norm_target(gpu::TrainKernel bwd, const char* label) {
   std::vector<double> errors;
   for (int64_t d : {64, 128}) {
     for (bool causal : {true, false}) {
@@ -690,20 +702,77 @@ TEST(ParallaxTrainBackward, MaxNormErrorTarget) {
       c.problem = Problem::dense(1, 384, 384, 4, 2, d);
       c.problem.causal = causal;
       c.seed = static_cast<uint64_t>(d * 10 + causal + 3);
+      c.backward_kernel = bwd;
       const auto in = quantised_inputs(c);
       const auto dout = quantised_dout(c);
       const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
       EXPECT_TRUE(v.ok) << v.message;
       errors.push_back(v.rel_err);
-      std::printf("training backward max-norm relative error (bf16, worst gradient) %-56s %.3e\n",
+      std::printf("training backward%s max-norm relative error (bf16, worst gradient) %-56s %.3e\n", label,
                   c.problem.describe().c_str(), v.rel_err);
       EXPECT_LE(v.rel_err, kTrainMaxNormTargetBf16) << v.message;
     }
   }
   std::sort(errors.begin(), errors.end());
-  std::printf("training backward max-norm relative error (bf16) median %.3e worst %.3e\n", errors[errors.size() / 2],
-              errors.back());
+  std::printf("training backward%s max-norm relative error (bf16) median %.3e worst %.3e\n", label,
+              errors[errors.size() / 2], errors.back());
   EXPECT_LE(errors[errors.size() / 2], kTrainMedianTargetBf16);
+}
+
+TEST(ParallaxTrainBackward, MatchesTheOracleOnDrawnProblems) {
+  LLA_REQUIRE_DEVICE();
+  backward_matches_the_oracle(gpu::TrainKernel::automatic);
+}
+TEST(ParallaxTrainBackward, TwoKeyRows) {
+  LLA_REQUIRE_DEVICE();
+  backward_two_key_rows(gpu::TrainKernel::automatic);
+}
+TEST(ParallaxTrainBackward, PoisonAndDeterminism) {
+  LLA_REQUIRE_DEVICE();
+  backward_poison_and_determinism(gpu::TrainKernel::automatic);
+}
+TEST(ParallaxTrainBackward, AdversarialMagnitudes) {
+  LLA_REQUIRE_DEVICE();
+  backward_adversarial(gpu::TrainKernel::automatic);
+}
+TEST(ParallaxTrainBackward, MaxNormErrorTarget) {
+  LLA_REQUIRE_DEVICE();
+  backward_max_norm_target(gpu::TrainKernel::automatic, "");
+}
+
+TEST(ParallaxTrainBackwardWgmma, MatchesTheOracleOnDrawnProblems) {
+  LLA_REQUIRE_DEVICE();
+  backward_matches_the_oracle(gpu::TrainKernel::wgmma);
+}
+TEST(ParallaxTrainBackwardWgmma, TwoKeyRows) {
+  LLA_REQUIRE_DEVICE();
+  backward_two_key_rows(gpu::TrainKernel::wgmma);
+}
+TEST(ParallaxTrainBackwardWgmma, PoisonAndDeterminism) {
+  LLA_REQUIRE_DEVICE();
+  backward_poison_and_determinism(gpu::TrainKernel::wgmma);
+}
+TEST(ParallaxTrainBackwardWgmma, AdversarialMagnitudes) {
+  LLA_REQUIRE_DEVICE();
+  backward_adversarial(gpu::TrainKernel::wgmma);
+}
+TEST(ParallaxTrainBackwardWgmma, MaxNormErrorTarget) {
+  LLA_REQUIRE_DEVICE();
+  backward_max_norm_target(gpu::TrainKernel::wgmma, " (wgmma dK/dV)");
+}
+TEST(ParallaxTrainBackwardWgmma, RefusesHeadDimsNotAMultipleOfEight) {
+  LLA_REQUIRE_DEVICE();
+  TrainCase c;
+  c.problem = Problem::dense(1, 16, 16, 2, 2, 60);
+  c.backward_kernel = gpu::TrainKernel::wgmma;
+  const auto in = quantised_inputs(c);
+  const auto dout = quantised_dout(c);
+  try {
+    run_backward(c, in, dout, false);
+    ADD_FAILURE() << "head_dim 60 was accepted by the wgmma dK/dV kernel";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("head_dim % 8"), std::string::npos) << e.what();
+  }
 }
 
 TEST(ParallaxTrainForward, RefusesUnsupportedCalls) {

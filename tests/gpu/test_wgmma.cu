@@ -2,7 +2,8 @@
 // any kernel relies on them: the 128-byte-swizzled shared-memory layout, the matrix
 // descriptors (K-major and MN-major, one and two 64-element column blocks), the
 // register A operand, and the accumulator layout. Each case is one warpgroup
-// computing one 64-row tile in the shapes the training forward uses:
+// computing one 64-row tile in the shapes the training kernels use (N = 32 for the
+// backward's row steps, 64 and 128):
 //   scores  S (64 x N) = Q (64 x 128) . K^T        A and B from shared memory, K-major
 //   output  O (64 x N) = P (64 x 64) . V (64 x N)   A from registers, B MN-major
 //   output  O (64 x N) = P (64 x 64) . V (64 x N)   A from shared memory, B MN-major
@@ -73,8 +74,7 @@ __global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a
       const int kb = ks / 4, within = (ks % 4) * 32;
       const uint64_t da = gpu::wgmma::smem_desc_sw128(sa + kb * kM * 128 + within, 16, 1024);
       const uint64_t db = gpu::wgmma::smem_desc_sw128(sb + kb * N * 128 + within, 16, 1024);
-      if constexpr (N == 64) gpu::wgmma::wgmma_m64n64k16_ss<0>(acc, da, db, ks > 0);
-      else gpu::wgmma::wgmma_m64n128k16_ss<0>(acc, da, db, ks > 0);
+      gpu::wgmma::wgmma_ss<N, 0>(acc, da, db, ks > 0);
     } else {
       const uint64_t db = gpu::wgmma::smem_desc_sw128(sb + ks * 16 * 128, kPvDepth * 128, 1024);
       if constexpr (F == Form::pv_rs) {
@@ -86,12 +86,10 @@ __global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a
         };
         const int row = 16 * warp + grp, col = 16 * ks + 2 * quad;
         const uint32_t frag[4] = {pack(row, col), pack(row + 8, col), pack(row, col + 8), pack(row + 8, col + 8)};
-        if constexpr (N == 64) gpu::wgmma::wgmma_m64n64k16_rs<1>(acc, frag, db, ks > 0);
-        else gpu::wgmma::wgmma_m64n128k16_rs<1>(acc, frag, db, ks > 0);
+        gpu::wgmma::wgmma_rs<N, 1>(acc, frag, db, ks > 0);
       } else {
         const uint64_t da = gpu::wgmma::smem_desc_sw128(sa + (ks % 4) * 32, 16, 1024);
-        if constexpr (N == 64) gpu::wgmma::wgmma_m64n64k16_ss<1>(acc, da, db, ks > 0);
-        else gpu::wgmma::wgmma_m64n128k16_ss<1>(acc, da, db, ks > 0);
+        gpu::wgmma::wgmma_ss<N, 1>(acc, da, db, ks > 0);
       }
     }
   }
@@ -167,6 +165,7 @@ std::string run_case(unsigned seed) {
 TEST(Wgmma, ScoresFromSharedMemoryKMajor) {
   LLA_REQUIRE_DEVICE();
   for (unsigned seed : {1u, 2u}) {
+    EXPECT_EQ((run_case<32, Form::qk_ss>(seed)), "") << "S = Q K^T, N = 32, seed " << seed;
     EXPECT_EQ((run_case<64, Form::qk_ss>(seed)), "") << "S = Q K^T, N = 64, seed " << seed;
     EXPECT_EQ((run_case<128, Form::qk_ss>(seed)), "") << "S = Q K^T, N = 128, seed " << seed;
   }

@@ -93,6 +93,22 @@ __device__ __forceinline__ void fence_operands(uint32_t (&a)[R]) {
   for (int i = 0; i < R; ++i) asm volatile("" : "+r"(a[i])::"memory");
 }
 
+// d (64 x 32, fp32) {=, +=} A (64 x 16, shared, K-major) . B (16 x 32, shared; kTransB = 0:
+// K-major, 1: MN-major), bf16 inputs. d holds this thread's 16 accumulators (see the layout above).
+template <int kTransB>
+__device__ __forceinline__ void wgmma_m64n32k16_ss(float (&d)[16], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+#if defined(LLA_WGMMA_AVAILABLE)
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, %19;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+      : "l"(desc_a), "l"(desc_b), "r"(static_cast<int>(accumulate)), "n"(kTransB));
+#else
+  wgmma_unavailable();
+#endif
+}
+
 // d (64 x 64, fp32) {=, +=} A (64 x 16, shared, K-major) . B (16 x 64, shared; kTransB = 0:
 // K-major, 1: MN-major), bf16 inputs. d holds this thread's 32 accumulators (see the layout above).
 template <int kTransB>
@@ -157,6 +173,23 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64], const uint32
 #else
   wgmma_unavailable();
 #endif
+}
+
+// The SS product for N = 32, 64 or 128 columns (d holds N / 2 accumulators).
+template <int N, int kTransB>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, bool accumulate) {
+  static_assert(N == 32 || N == 64 || N == 128, "wgmma_ss: N = 32, 64 or 128");
+  if constexpr (N == 32) wgmma_m64n32k16_ss<kTransB>(d, desc_a, desc_b, accumulate);
+  else if constexpr (N == 64) wgmma_m64n64k16_ss<kTransB>(d, desc_a, desc_b, accumulate);
+  else wgmma_m64n128k16_ss<kTransB>(d, desc_a, desc_b, accumulate);
+}
+
+// The RS product for N = 64 or 128 columns.
+template <int N, int kTransB>
+__device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t desc_b, bool accumulate) {
+  static_assert(N == 64 || N == 128, "wgmma_rs: N = 64 or 128");
+  if constexpr (N == 64) wgmma_m64n64k16_rs<kTransB>(d, a, desc_b, accumulate);
+  else wgmma_m64n128k16_rs<kTransB>(d, a, desc_b, accumulate);
 }
 
 }  // namespace lla::gpu::wgmma

@@ -10,6 +10,7 @@
 
 #include "backward_kernel.cuh"
 #include "forward_kernel.cuh"
+#include "backward_wgmma.hpp"
 #include "forward_wgmma.hpp"
 #include "lla/gpu/parallax_train.hpp"
 
@@ -62,12 +63,15 @@ cudaError_t launch_forward(const ForwardParams& p, dim3 grid, cudaStream_t strea
 }
 
 template <int kDMax, bool kVec>
-cudaError_t launch_backward(const BackwardParams& p, dim3 dkdv_grid, dim3 dqdr_grid, cudaStream_t stream) {
+cudaError_t launch_backward(const BackwardParams& p, dim3 dkdv_grid, dim3 dqdr_grid, bool dkdv_wgmma,
+                            cudaStream_t stream) {
   using Traits = BackwardTraits<kDMax, kVec>;
   static const cudaError_t dkdv_opt_in = opt_in_smem(dkdv_kernel<Traits>, Traits::kDkdvSmem);
   static const cudaError_t dqdr_opt_in = opt_in_smem(dqdr_kernel<Traits>, Traits::kDqdrSmem);
-  cudaError_t e = launch_with_smem(dkdv_kernel<Traits>, dkdv_opt_in, Traits::kDkdvSmem, dkdv_grid, Traits::kThreads,
-                                   p, stream);
+  static_assert(Traits::kKeysPerCta == kWgmmaDkdvKeys, "both dK/dV kernels take 64 keys per CTA");
+  cudaError_t e = dkdv_wgmma ? launch_dkdv_wgmma(p, dkdv_grid, stream)
+                             : launch_with_smem(dkdv_kernel<Traits>, dkdv_opt_in, Traits::kDkdvSmem, dkdv_grid,
+                                                Traits::kThreads, p, stream);
   if (e != cudaSuccess) return e;
   return launch_with_smem(dqdr_kernel<Traits>, dqdr_opt_in, Traits::kDqdrSmem, dqdr_grid, Traits::kThreads, p,
                           stream);
@@ -86,8 +90,8 @@ struct ForwardLaunch {
 };
 template <int kDMax, bool kVec>
 struct BackwardLaunch {
-  static cudaError_t run(const BackwardParams& p, dim3 a, dim3 b, cudaStream_t s) {
-    return launch_backward<kDMax, kVec>(p, a, b, s);
+  static cudaError_t run(const BackwardParams& p, dim3 a, dim3 b, bool dkdv_wgmma, cudaStream_t s) {
+    return launch_backward<kDMax, kVec>(p, a, b, dkdv_wgmma, s);
   }
 };
 
@@ -236,6 +240,10 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
   if (pr.q_elements() > 0 && (a.o_lo == nullptr || a.vbar_lo == nullptr)) {
     return refuse("o_lo and vbar_lo saved by the forward are required (TrainForwardArgs::o_lo, vbar_lo)");
   }
+  if (a.kernel == TrainKernel::wgmma && pr.head_dim % 8 != 0) {
+    return refuse("the wgmma dK/dV kernel needs head_dim % 8 == 0 (head_dim " + std::to_string(pr.head_dim) +
+                  "): use TrainKernel::automatic");
+  }
   if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k,
                                    {a.q, a.r, a.o, a.vbar, a.o_lo, a.vbar_lo, a.dout, a.dq, a.dr},
                                    {a.k, a.v, a.dk, a.dv})) {
@@ -294,7 +302,8 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
                        static_cast<unsigned>(ext.sequences));
   const dim3 dqdr_grid(static_cast<unsigned>(std::max(1LL, m_blocks)), static_cast<unsigned>(pr.heads_q),
                        static_cast<unsigned>(ext.sequences));
-  const cudaError_t e = train::dispatch<train::BackwardLaunch>(pr.head_dim, p, dkdv_grid, dqdr_grid, s);
+  const cudaError_t e =
+      train::dispatch<train::BackwardLaunch>(pr.head_dim, p, dkdv_grid, dqdr_grid, a.kernel == TrainKernel::wgmma, s);
   if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));
   return Status{};
 }

@@ -1,0 +1,33 @@
+// The wgmma dK/dV kernel and its launch (compiled for sm_90a only).
+#include "backward_wgmma.cuh"
+#include "backward_wgmma.hpp"
+
+namespace lla::gpu::train {
+namespace {
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads) dkdv_kernel_wgmma(const BackwardParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  dkdv_cta_wgmma<Traits>(p, smem);
+}
+
+template <int kDMax, int kRows>
+cudaError_t launch_bucket(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
+  using Traits = WgmmaDkdvTraits<kDMax, kRows>;
+  static_assert(Traits::kKeys == kWgmmaDkdvKeys, "the host sizes the grid with kWgmmaDkdvKeys");
+  static const cudaError_t opt_in = cudaFuncSetAttribute(
+      dkdv_kernel_wgmma<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Traits::kSmemBytes));
+  if (opt_in != cudaSuccess) return opt_in;
+  dkdv_kernel_wgmma<Traits><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+// Row steps: 32 at D = 128 (254 registers, no spills; 64 spills 216 bytes), 64 at D = 64
+// (255 registers, no spills).
+cudaError_t launch_dkdv_wgmma(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
+  return p.fwd.head_dim <= 64 ? launch_bucket<64, 64>(p, grid, stream) : launch_bucket<128, 32>(p, grid, stream);
+}
+
+}  // namespace lla::gpu::train

@@ -1,0 +1,239 @@
+#pragma once
+// Device body of the Parallax training backward's dK/dV kernel on Hopper's warpgroup
+// MMA (sm_90a): the same formulas, masks and rounding as dkdv_cta in
+// backward_kernel.cuh (read that first), with the products moved to wgmma
+// (gpu/src/common/wgmma.cuh):
+//
+//   S^T (64 keys x R rows) = K . Q^T,  T^T = K . R^T,  A^T = V . dO^T     SS, both K-major
+//   dV (64 x D) += W^T . dO,  dK += (c dS)^T . Q + dT^T . R               RS, B MN-major
+//
+// One CTA is one warpgroup owning 64 keys of one (sequence, KV head) (warp w: keys
+// 16w .. 16w + 15, the accumulator rows); it walks the query rows that can see them,
+// R = kRows at a time, for every query head of the group, so a GQA group's dk and dv
+// are summed in fp32 registers (no atomics: deterministic). K and V stay in shared
+// memory for the whole CTA; the step's Q, R and dO tiles (and its rows' terms) are
+// double-buffered by cp.async. Every tile is in 128-byte-swizzled atoms; a step tile
+// is read K-major by the score products and MN-major by the dK/dV products (the
+// forward reads its K and V tiles the same two ways).
+//
+// The score accumulators become dS, dT and W in place, and each (k-step of rows)
+// slice is packed into hi + lo bf16 words just before its products are issued:
+// packing is register-neutral, which is what lets dk and dv (2 x D / 2 registers a
+// thread) stay resident next to the three score accumulators.
+//
+// Status: written and compiled; not yet run on a GPU (the session that wrote it had
+// no device time left). Selected only by TrainBackwardArgs::kernel = TrainKernel::wgmma
+// until the GPU lane has proven it.
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "../common/mma.cuh"
+#include "../common/wgmma.cuh"
+#include "backward_kernel.cuh"
+#include "forward_wgmma.cuh"
+
+namespace lla::gpu::train {
+
+template <int kDMax_, int kRows_>
+struct WgmmaDkdvTraits {
+  static constexpr int kThreads = 128;  // one warpgroup
+  static constexpr int kKeys = 64;      // keys per CTA (wgmma's M)
+  static constexpr int kRows = kRows_;  // query rows per step (the score products' N)
+  static constexpr int kDMax = kDMax_;  // head-dim bucket; columns past D are zero
+  static_assert(kDMax == 64 || kDMax == 128, "head dim buckets 64 and 128");
+  static_assert(kRows == 32 || kRows == 64, "row steps of 32 or 64");
+  static constexpr int kStages = 2;
+  static constexpr int kKSteps = kDMax / 16;      // k-steps of the score products
+  static constexpr int kRowSteps = kRows / 16;    // k-steps of the dK/dV products
+  static constexpr int kScoreRegs = kRows / 2;    // fp32 accumulators of one score product per thread
+  static constexpr int kOutRegs = kDMax / 2;      // fp32 accumulators of dk (and of dv) per thread
+  static constexpr int kChunksPerRow = kDMax / 8;  // 16-byte chunks of a row (load_swizzled)
+  static constexpr size_t kKeyTileBytes = size_t(kKeys) * kDMax * 2;
+  static constexpr size_t kRowTileBytes = size_t(kRows) * kDMax * 2;
+  static constexpr size_t kStageBytes = 3 * kRowTileBytes + size_t(kRows) * sizeof(RowTerms);
+  // K, V, the stages (Q, R, dO tiles and the rows' terms), plus 1024 bytes to align the atoms.
+  static constexpr size_t kSmemBytes = 2 * kKeyTileBytes + kStages * kStageBytes + 1024;
+};
+
+template <class Traits>
+__device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw) {
+  using namespace ptx;
+  constexpr int SR = Traits::kScoreRegs, OR = Traits::kOutRegs, NS = Traits::kRows / 8, NO = Traits::kDMax / 8;
+  const ForwardParams& f = p.fwd;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
+  const long long g = blockIdx.y, D = f.head_dim;
+  const int dim = static_cast<int>(D);
+  const SeqView sv = seq_view(f, blockIdx.z);
+  const long long j0 = static_cast<long long>(blockIdx.x) * Traits::kKeys;
+  if (j0 >= sv.k_len) return;
+  const int keys_valid = static_cast<int>(min((long long)Traits::kKeys, sv.k_len - j0));
+  // Query rows that can see a key of [j0, j0 + 64) (as dkdv_cta).
+  const long long shift = sv.k_len - sv.q_len;
+  long long row_lo = 0, row_hi = sv.q_len;
+  if (f.causal) {
+    row_lo = max(0LL, j0 - shift);
+    if (f.window > 0) row_hi = min(sv.q_len, j0 + keys_valid - 1 + f.window - shift);
+  }
+  const int steps = row_hi > row_lo ? static_cast<int>((row_hi - row_lo + Traits::kRows - 1) / Traits::kRows) : 0;
+  const int total_steps = steps * static_cast<int>(f.group);
+
+  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  unsigned char* smem = smem_raw + ((1024u - raw_addr % 1024u) % 1024u);
+  unsigned char* k_smem = smem;
+  unsigned char* v_smem = k_smem + Traits::kKeyTileBytes;
+  unsigned char* stage_smem = v_smem + Traits::kKeyTileBytes;  // [stage][Q, R, dO tiles, RowTerms[kRows]]
+  auto q_tile = [&](int stage) { return stage_smem + stage * Traits::kStageBytes; };
+  auto terms = [&](int stage) {
+    return reinterpret_cast<RowTerms*>(stage_smem + stage * Traits::kStageBytes + 3 * Traits::kRowTileBytes);
+  };
+  const long long kv_stride = f.heads_kv * D, q_stride = f.heads_q * D;
+  load_swizzled<Traits, Traits::kKeys>(k_smem, f.k + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, keys_valid,
+                                       dim);
+  load_swizzled<Traits, Traits::kKeys>(v_smem, f.v + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, keys_valid,
+                                       dim);
+  // Step n: query head g * group + n / steps, rows row_lo + kRows (n % steps) ...
+  auto load_step = [&](int n, int stage) {
+    const long long h = g * f.group + n / steps, i0 = row_lo + static_cast<long long>(Traits::kRows) * (n % steps);
+    const int valid = static_cast<int>(min(static_cast<long long>(Traits::kRows), row_hi - i0));
+    const long long off = ((sv.q_off + i0) * f.heads_q + h) * D;
+    unsigned char* dst = q_tile(stage);
+    load_swizzled<Traits, Traits::kRows>(dst, f.q + off, q_stride, valid, dim);
+    load_swizzled<Traits, Traits::kRows>(dst + Traits::kRowTileBytes, f.r + off, q_stride, valid, dim);
+    load_swizzled<Traits, Traits::kRows>(dst + 2 * Traits::kRowTileBytes, p.dout + off, q_stride, valid, dim);
+    // Rows past row_hi get empty key ranges (row_terms of a row past the sequence, or
+    // a row that sees none of these keys: both mask every pair of theirs).
+    if (threadIdx.x < Traits::kRows) {
+      const long long row = i0 + threadIdx.x;
+      terms(stage)[threadIdx.x] = row < row_hi ? row_terms(p, sv, h, row) : RowTerms{0.f, 0.f, 0.f, 0.f, 0, 0};
+    }
+  };
+  if (total_steps > 0) load_step(0, 0);
+  cp_async_commit();
+
+  float dk[OR], dv[OR];
+#pragma unroll
+  for (int i = 0; i < OR; ++i) dk[i] = dv[i] = 0.f;
+  // This thread's keys (accumulator rows): grp and grp + 8 of the warp's 16.
+  const long long key[2] = {j0 + warp * 16 + grp, j0 + warp * 16 + grp + 8};
+
+  for (int n = 0; n < total_steps; ++n) {
+    const int stage = n % Traits::kStages;
+    if (n + 1 < total_steps) load_step(n + 1, (n + 1) % Traits::kStages);
+    cp_async_commit();
+    cp_async_wait<1>();
+    wgmma::fence_proxy_async();  // cp.async wrote through the generic proxy; wgmma reads through the async one
+    __syncthreads();
+    const unsigned char* qs = q_tile(stage);
+    const unsigned char* rs = qs + Traits::kRowTileBytes;
+    const unsigned char* gs = rs + Traits::kRowTileBytes;
+    const RowTerms* rt = terms(stage);
+
+    // 1. S^T, T^T, A^T (64 keys x kRows rows), A = K or V, B = the step's Q, R, dO rows.
+    float st[SR], tt[SR], at[SR];
+    wgmma::fence_accumulators(st);
+    wgmma::fence_accumulators(tt);
+    wgmma::fence_accumulators(at);
+    wgmma::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < Traits::kKSteps; ++kk) {
+      const int block = kk / 4, within = (kk % 4) * 32;
+      const uint64_t dks = wgmma::smem_desc_sw128(k_smem + block * Traits::kKeys * 128 + within, 16, 1024);
+      const uint64_t dvs = wgmma::smem_desc_sw128(v_smem + block * Traits::kKeys * 128 + within, 16, 1024);
+      const uint64_t dqs = wgmma::smem_desc_sw128(qs + block * Traits::kRows * 128 + within, 16, 1024);
+      const uint64_t drs = wgmma::smem_desc_sw128(rs + block * Traits::kRows * 128 + within, 16, 1024);
+      const uint64_t dgs = wgmma::smem_desc_sw128(gs + block * Traits::kRows * 128 + within, 16, 1024);
+      wgmma::wgmma_ss<Traits::kRows, 0>(st, dks, dqs, kk > 0);
+      wgmma::wgmma_ss<Traits::kRows, 0>(tt, dks, drs, kk > 0);
+      wgmma::wgmma_ss<Traits::kRows, 0>(at, dvs, dgs, kk > 0);
+    }
+    wgmma::wgmma_commit();
+    wgmma::wgmma_wait<0>();
+    wgmma::fence_accumulators(st);
+    wgmma::fence_accumulators(tt);
+    wgmma::fence_accumulators(at);
+
+    // 2. Per pair (key grp + 8 h, row 8 n + 2 quad + e of the step): c dS, dT, W in place
+    //    of S^T, T^T, A^T (pair_grads, backward_kernel.cuh).
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const RowTerms r = rt[nt * 8 + 2 * quad + e];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int i = 4 * nt + 2 * h + e;
+          const bool valid = key[h] >= r.key_begin && key[h] < r.key_end;
+          const PairGrads pg = pair_grads(valid, st[i] * f.scale_log2, tt[i], at[i], r);
+          st[i] = pg.ds * p.scale;  // dk takes c dS
+          tt[i] = pg.dt;
+          at[i] = pg.w;
+        }
+      }
+
+    // 3. dV += W^T dO, dK += (c dS)^T Q + dT^T R: A from the accumulators (keys x rows; row
+    //    k-step kk = n-tiles 2 kk, 2 kk + 1, the forward's P layout), hi + lo words; B MN-major:
+    //    64-column blocks kRows * 128 bytes apart, k-step kk 16 rows (2048 bytes) on.
+    uint32_t w_hi[Traits::kRowSteps][4], w_lo[Traits::kRowSteps][4];
+    uint32_t s_hi[Traits::kRowSteps][4], s_lo[Traits::kRowSteps][4];
+    uint32_t t_hi[Traits::kRowSteps][4], t_lo[Traits::kRowSteps][4];
+#pragma unroll
+    for (int kk = 0; kk < Traits::kRowSteps; ++kk) {
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const int i = 8 * kk + 2 * w;  // w: (key grp, rows 2q), (grp + 8, 2q), (grp, 8 + 2q), (grp + 8, 8 + 2q)
+        split2_bf16(at[i], at[i + 1], w_hi[kk][w], w_lo[kk][w]);
+        split2_bf16(st[i], st[i + 1], s_hi[kk][w], s_lo[kk][w]);
+        split2_bf16(tt[i], tt[i + 1], t_hi[kk][w], t_lo[kk][w]);
+      }
+      wgmma::fence_operands(w_hi[kk]);
+      wgmma::fence_operands(w_lo[kk]);
+      wgmma::fence_operands(s_hi[kk]);
+      wgmma::fence_operands(s_lo[kk]);
+      wgmma::fence_operands(t_hi[kk]);
+      wgmma::fence_operands(t_lo[kk]);
+    }
+    wgmma::fence_accumulators(dk);
+    wgmma::fence_accumulators(dv);
+    wgmma::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < Traits::kRowSteps; ++kk) {
+      const uint32_t lbo = Traits::kRows * 128;
+      const uint64_t dqm = wgmma::smem_desc_sw128(qs + kk * 16 * 128, lbo, 1024);
+      const uint64_t drm = wgmma::smem_desc_sw128(rs + kk * 16 * 128, lbo, 1024);
+      const uint64_t dgm = wgmma::smem_desc_sw128(gs + kk * 16 * 128, lbo, 1024);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dv, w_hi[kk], dgm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dv, w_lo[kk], dgm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, s_hi[kk], dqm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, s_lo[kk], dqm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, t_hi[kk], drm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, t_lo[kk], drm, true);
+    }
+    wgmma::wgmma_commit();
+    wgmma::wgmma_wait<0>();
+    wgmma::fence_accumulators(dk);
+    wgmma::fence_accumulators(dv);
+    __syncthreads();  // every warp is done with this stage before it is refilled
+  }
+  cp_async_wait<0>();
+
+  // 4. Write dk, dv of the keys of this sequence.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (key[h] >= sv.k_len) continue;
+    const long long base = ((sv.k_off + key[h]) * f.heads_kv + g) * D;
+#pragma unroll
+    for (int nd = 0; nd < NO; ++nd)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const long long col = nd * 8 + 2 * quad + e;
+        if (col >= D) continue;
+        p.dk[base + col] = __float2bfloat16_rn(dk[4 * nd + 2 * h + e]);
+        p.dv[base + col] = __float2bfloat16_rn(dv[4 * nd + 2 * h + e]);
+      }
+  }
+}
+
+}  // namespace lla::gpu::train
