@@ -32,7 +32,7 @@ enum class Form { qk_ss, pv_rs, pv_ss };
 
 constexpr int kM = 64;       // rows of the warpgroup's tile
 constexpr int kQkDepth = 128;  // K of the score product (head dim)
-constexpr int kPvDepth = 64;   // K of the output product (keys)
+constexpr int kKeysDepth = 64;  // K of the output product (keys; 32 for the backward's row steps)
 
 // One 128-byte-swizzled operand: `blocks` column blocks of `rows` rows each.
 __device__ void store_swizzled(unsigned char* base, const __nv_bfloat16* src, int rows, int cols, int tid) {
@@ -44,7 +44,7 @@ __device__ void store_swizzled(unsigned char* base, const __nv_bfloat16* src, in
 
 // a (kM x depth, row-major), b: K-major (n x depth, row-major) for qk, else MN-major
 // (depth x n, row-major). d: kM x n, row-major.
-template <int N, Form F>
+template <int N, Form F, int kPvDepth = kKeysDepth>
 __global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, float* d) {
   extern __shared__ unsigned char raw[];
   // Atoms must be 1024-byte aligned: round the dynamic shared memory base up.
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a
   }
 }
 
-template <int N, Form F>
+template <int N, Form F, int kPvDepth = kKeysDepth>
 std::string run_case(unsigned seed) {
   constexpr int kDepth = F == Form::qk_ss ? kQkDepth : kPvDepth;
   std::mt19937 gen(seed);
@@ -134,8 +134,8 @@ std::string run_case(unsigned seed) {
   cudaMemcpy(db, b.data(), b.size() * sizeof(b[0]), cudaMemcpyHostToDevice);
   cudaMemset(dd, 0xFF, kM * N * sizeof(float));  // NaN: every element must be written
   const int smem = (kM * kDepth + N * kDepth) * 2 + 1024;
-  cudaFuncSetAttribute(wgmma_probe_kernel<N, F>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  wgmma_probe_kernel<N, F><<<1, 128, smem>>>(da, db, dd);
+  cudaFuncSetAttribute(wgmma_probe_kernel<N, F, kPvDepth>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  wgmma_probe_kernel<N, F, kPvDepth><<<1, 128, smem>>>(da, db, dd);
   cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess) e = cudaDeviceSynchronize();
   std::vector<float> got(kM * N);
@@ -176,6 +176,8 @@ TEST(Wgmma, OutputFromRegistersAndMnMajorV) {
   for (unsigned seed : {3u, 4u}) {
     EXPECT_EQ((run_case<64, Form::pv_rs>(seed)), "") << "O = P V, P in registers, N = 64, seed " << seed;
     EXPECT_EQ((run_case<128, Form::pv_rs>(seed)), "") << "O = P V, P in registers, N = 128, seed " << seed;
+    // 32 keys deep: column blocks 4096 bytes apart (the backward's dK/dV products at D = 128)
+    EXPECT_EQ((run_case<128, Form::pv_rs, 32>(seed)), "") << "O = P V, 32 deep, N = 128, seed " << seed;
   }
 }
 

@@ -8,6 +8,7 @@
 #include <type_traits>
 #include <sstream>
 
+#include "../common/launch.cuh"
 #include "kernel.cuh"
 #include "kernel_mma.cuh"
 #include "kernel_pipelined.cuh"
@@ -69,8 +70,7 @@ void launch(const Params& p, cudaStream_t stream) {
   if constexpr (kVec) {
     constexpr size_t smem = PipelinedLayout<Traits>::kKvBytes;
     // Dynamic shared memory above 48 KB needs an opt-in, once per instantiation.
-    static const cudaError_t opt_in = cudaFuncSetAttribute(
-        decode_kernel_pipelined<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    static const cudaError_t opt_in = opt_in_smem(decode_kernel_pipelined<Traits>, smem);
     (void)opt_in;
     decode_kernel_pipelined<Traits><<<grid, Traits::kThreads, smem, stream>>>(p);
   } else {
@@ -87,8 +87,7 @@ void launch_mma_config(const Params& p, cudaStream_t stream) {
   using Traits = MmaTraits<kDMax, kRows, kDSplit, kStages>;
   const dim3 grid(static_cast<unsigned>(p.num_splits), static_cast<unsigned>(p.heads_kv * p.row_chunks),
                   static_cast<unsigned>(p.batch));
-  static const cudaError_t opt_in = cudaFuncSetAttribute(
-      decode_kernel_mma<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Traits::kSmemBytes));
+  static const cudaError_t opt_in = opt_in_smem(decode_kernel_mma<Traits>, Traits::kSmemBytes);
   (void)opt_in;
   decode_kernel_mma<Traits><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
 }

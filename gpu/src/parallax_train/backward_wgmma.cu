@@ -1,4 +1,5 @@
 // The wgmma dK/dV kernel and its launch (compiled for sm_90a only).
+#include "../common/launch.cuh"
 #include "backward_wgmma.cuh"
 #include "backward_wgmma.hpp"
 
@@ -15,11 +16,8 @@ template <int kDMax, int kRows>
 cudaError_t launch_bucket(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
   using Traits = WgmmaDkdvTraits<kDMax, kRows>;
   static_assert(Traits::kKeys == kWgmmaDkdvKeys, "the host sizes the grid with kWgmmaDkdvKeys");
-  static const cudaError_t opt_in = cudaFuncSetAttribute(
-      dkdv_kernel_wgmma<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Traits::kSmemBytes));
-  if (opt_in != cudaSuccess) return opt_in;
-  dkdv_kernel_wgmma<Traits><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
-  return cudaGetLastError();
+  static const cudaError_t opt_in = opt_in_smem(dkdv_kernel_wgmma<Traits>, Traits::kSmemBytes);
+  return launch_with_smem(dkdv_kernel_wgmma<Traits>, opt_in, Traits::kSmemBytes, grid, Traits::kThreads, p, stream);
 }
 
 }  // namespace

@@ -16,10 +16,11 @@
 // is read K-major by the score products and MN-major by the dK/dV products (the
 // forward reads its K and V tiles the same two ways).
 //
-// The score accumulators become dS, dT and W in place, and each (k-step of rows)
-// slice is packed into hi + lo bf16 words just before its products are issued:
-// packing is register-neutral, which is what lets dk and dv (2 x D / 2 registers a
-// thread) stay resident next to the three score accumulators.
+// The score accumulators become dS, dT and W in place, then are packed into hi + lo
+// bf16 words (all row k-steps, before the first dK/dV product is issued): packing is
+// register-neutral (each fp32 pair dies as its two words are made), which is what
+// lets dk and dv (2 x D / 2 registers a thread) stay resident next to the three score
+// accumulators.
 //
 // Status: written and compiled; not yet run on a GPU (the session that wrote it had
 // no device time left). Selected only by TrainBackwardArgs::kernel = TrainKernel::wgmma

@@ -1,4 +1,5 @@
 // The wgmma training forward's kernels and launch (compiled for sm_90a only).
+#include "../common/launch.cuh"
 #include "forward_wgmma.cuh"
 #include "forward_wgmma.hpp"
 
@@ -15,11 +16,9 @@ template <int kDMax, int kP1Words>
 cudaError_t launch_bucket(const ForwardParams& p, dim3 grid, cudaStream_t stream) {
   using Traits = WgmmaForwardTraits<kDMax, kP1Words>;
   static_assert(Traits::kBlockM == kWgmmaForwardRows, "the host sizes the grid with kWgmmaForwardRows");
-  static const cudaError_t opt_in = cudaFuncSetAttribute(
-      forward_kernel_wgmma<Traits>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(Traits::kSmemBytes));
-  if (opt_in != cudaSuccess) return opt_in;
-  forward_kernel_wgmma<Traits><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
-  return cudaGetLastError();
+  static const cudaError_t opt_in = opt_in_smem(forward_kernel_wgmma<Traits>, Traits::kSmemBytes);
+  return launch_with_smem(forward_kernel_wgmma<Traits>, opt_in, Traits::kSmemBytes, grid, Traits::kThreads, p,
+                          stream);
 }
 
 }  // namespace

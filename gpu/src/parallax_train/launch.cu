@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "../common/launch.cuh"
 #include "backward_kernel.cuh"
 #include "forward_kernel.cuh"
 #include "backward_wgmma.hpp"
@@ -38,21 +39,6 @@ template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads) dqdr_kernel(const BackwardParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   dqdr_cta<Traits>(p, smem);
-}
-
-// Launches `kernel` with `smem` bytes of dynamic shared memory; `opt_in` is the result
-// of the kernel's one-time opt-in above 48 KB (a static of the caller, one per kernel).
-template <class Kernel, class Params>
-cudaError_t launch_with_smem(Kernel kernel, cudaError_t opt_in, size_t smem, dim3 grid, int threads,
-                             const Params& p, cudaStream_t stream) {
-  if (opt_in != cudaSuccess) return opt_in;
-  kernel<<<grid, threads, smem, stream>>>(p);
-  return cudaGetLastError();
-}
-
-template <class Kernel>
-cudaError_t opt_in_smem(Kernel kernel, size_t smem) {
-  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
 }
 
 template <int kDMax, bool kVec>
