@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   FILE* js = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   if (js) std::fprintf(js, "{\"device\": \"%s\", \"results\": [", prop.name);
   std::printf("%-30s %10s %10s %10s %10s %12s %10s %12s %10s %12s\n", "shape", "fwd ms", "min ms", "max ms",
-              "TFLOP/s", "fwd+bwd ms", "TFLOP/s", "mma.sync fwd", "TFLOP/s", "f+b wgmmaKV");
+              "TFLOP/s", "fwd+bwd ms", "TFLOP/s", "mma.sync fwd", "TFLOP/s", "f+b wgmma bwd");
   for (size_t si = 0; si < shapes.size(); ++si) {
     const TrainShape& sh = shapes[si];
     lla::Problem p = lla::Problem::dense(sh.batch, sh.seqlen, sh.seqlen, sh.heads_q, sh.heads_kv, sh.head_dim);
@@ -159,15 +159,15 @@ int main(int argc, char** argv) {
       mma_sync_ms =
           time_graph([&](int) { lla::gpu::parallax_forward(am, st); }, 5, quick ? 3 : 10, st).median_us / 1e3;
     }
-    // Forward + backward with the wgmma dK/dV kernel (opt-in until the lane proves it);
+    // Forward + backward with the wgmma backward kernels (opt-in until the lane proves them);
     // -1 if it failed.
     lla::gpu::TrainBackwardArgs bw = b;
     bw.kernel = lla::gpu::TrainKernel::wgmma;
     double wgmma_fb_ms = -1;
     if (const auto bw_status = lla::gpu::parallax_backward(bw, st); !bw_status.ok) {
-      std::fprintf(stderr, "%s: wgmma dK/dV: %s\n", sh.name, bw_status.message.c_str());
+      std::fprintf(stderr, "%s: wgmma backward: %s\n", sh.name, bw_status.message.c_str());
     } else if (cudaStreamSynchronize(st) != cudaSuccess) {
-      std::fprintf(stderr, "%s: wgmma dK/dV: %s\n", sh.name, cudaGetErrorString(cudaGetLastError()));
+      std::fprintf(stderr, "%s: wgmma backward: %s\n", sh.name, cudaGetErrorString(cudaGetLastError()));
       return 2;
     } else {
       wgmma_fb_ms = time_graph(
@@ -192,7 +192,7 @@ int main(int argc, char** argv) {
                    "\"head_dim\": %lld, \"causal\": %s, \"window\": %lld, \"fwd_median_ms\": %.4f, "
                    "\"fwd_min_ms\": %.4f, \"fwd_max_ms\": %.4f, \"fwd_TFLOPs\": %.2f, \"fwdbwd_median_ms\": %.4f, "
                    "\"fwdbwd_TFLOPs\": %.2f, \"fwd_mma_sync_median_ms\": %.4f, \"fwd_mma_sync_TFLOPs\": %.2f, "
-                   "\"fwdbwd_wgmma_dkdv_median_ms\": %.4f}",
+                   "\"fwdbwd_wgmma_median_ms\": %.4f}",
                    si ? ", " : "", sh.name, sh.batch, sh.seqlen, sh.heads_q, sh.heads_kv, sh.head_dim,
                    sh.causal ? "true" : "false", sh.window, t.median_us / 1e3, t.min_us / 1e3, t.max_us / 1e3, tflops,
                    tb.median_us / 1e3, tflops_fb, mma_sync_ms, tflops_mma_sync, wgmma_fb_ms);

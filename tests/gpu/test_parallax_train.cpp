@@ -35,7 +35,7 @@ struct TrainCase {
   Magnitude magnitude = Magnitude::rms_normed;
   gpu::TrainKernel kernel = gpu::TrainKernel::automatic;  // the forward's implementation
   bool save_state = true;  // the forward writes o_lo, vbar_lo (the backward's state; P1 in two words)
-  gpu::TrainKernel backward_kernel = gpu::TrainKernel::automatic;  // the backward's dK/dV kernel
+  gpu::TrainKernel backward_kernel = gpu::TrainKernel::automatic;  // the backward's kernels
 };
 
 struct TrainRun {
@@ -611,10 +611,10 @@ Verdict judge_grads(const TrainCase& c, const oracle::AttentionInputs<double>& i
   return v;
 }
 
-// --- the backward, for each dK/dV kernel ----------------------------------------
-// automatic runs the mma.sync dK/dV kernel; TrainKernel::wgmma the Hopper one
-// (backward_wgmma.cuh, head_dim % 8 == 0: drawn head dims are rounded up as for the
-// wgmma forward). dQ/dR is the mma.sync kernel in both.
+// --- the backward, for each implementation ----------------------------------------
+// automatic runs the mma.sync dK/dV and dQ/dR kernels; TrainKernel::wgmma the Hopper
+// ones (backward_wgmma.cuh, head_dim % 8 == 0: drawn head dims are rounded up as for
+// the wgmma forward).
 
 TrainCase draw_backward_case(gpu::TrainKernel bwd) {
   TrainCase c = draw_case();
@@ -758,7 +758,7 @@ TEST(ParallaxTrainBackwardWgmma, AdversarialMagnitudes) {
 }
 TEST(ParallaxTrainBackwardWgmma, MaxNormErrorTarget) {
   LLA_REQUIRE_DEVICE();
-  backward_max_norm_target(gpu::TrainKernel::wgmma, " (wgmma dK/dV)");
+  backward_max_norm_target(gpu::TrainKernel::wgmma, " (wgmma)");
 }
 TEST(ParallaxTrainBackwardWgmma, RefusesHeadDimsNotAMultipleOfEight) {
   LLA_REQUIRE_DEVICE();
@@ -769,7 +769,7 @@ TEST(ParallaxTrainBackwardWgmma, RefusesHeadDimsNotAMultipleOfEight) {
   const auto dout = quantised_dout(c);
   try {
     run_backward(c, in, dout, false);
-    ADD_FAILURE() << "head_dim 60 was accepted by the wgmma dK/dV kernel";
+    ADD_FAILURE() << "head_dim 60 was accepted by the wgmma backward";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("head_dim % 8"), std::string::npos) << e.what();
   }

@@ -1,4 +1,4 @@
-// The wgmma dK/dV kernel and its launch (compiled for sm_90a only).
+// The wgmma backward kernels (dK/dV, dQ/dR) and their launches (compiled for sm_90a only).
 #include "../common/launch.cuh"
 #include "backward_wgmma.cuh"
 #include "backward_wgmma.hpp"
@@ -10,6 +10,20 @@ template <class Traits>
 __global__ void __launch_bounds__(Traits::kThreads) dkdv_kernel_wgmma(const BackwardParams p) {
   extern __shared__ __align__(16) unsigned char smem[];
   dkdv_cta_wgmma<Traits>(p, smem);
+}
+
+template <class Traits>
+__global__ void __launch_bounds__(Traits::kThreads) dqdr_kernel_wgmma(const BackwardParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  dqdr_cta_wgmma<Traits>(p, smem);
+}
+
+template <int kDMax, int kKeys>
+cudaError_t launch_dqdr_bucket(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
+  using Traits = WgmmaDqdrTraits<kDMax, kKeys>;
+  static_assert(Traits::kRows == kWgmmaDqdrRows, "the host sizes the grid with kWgmmaDqdrRows");
+  static const cudaError_t opt_in = opt_in_smem(dqdr_kernel_wgmma<Traits>, Traits::kSmemBytes);
+  return launch_with_smem(dqdr_kernel_wgmma<Traits>, opt_in, Traits::kSmemBytes, grid, Traits::kThreads, p, stream);
 }
 
 template <int kDMax, int kRows>
@@ -26,6 +40,12 @@ cudaError_t launch_bucket(const BackwardParams& p, dim3 grid, cudaStream_t strea
 // (255 registers, no spills).
 cudaError_t launch_dkdv_wgmma(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
   return p.fwd.head_dim <= 64 ? launch_bucket<64, 64>(p, grid, stream) : launch_bucket<128, 32>(p, grid, stream);
+}
+
+// Key steps of 32 (254 registers at D = 128, 238 at D = 64, no spills; 64-key steps
+// spill 488 and 80 bytes).
+cudaError_t launch_dqdr_wgmma(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
+  return p.fwd.head_dim <= 64 ? launch_dqdr_bucket<64, 32>(p, grid, stream) : launch_dqdr_bucket<128, 32>(p, grid, stream);
 }
 
 }  // namespace lla::gpu::train

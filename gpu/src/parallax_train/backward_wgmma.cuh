@@ -1,6 +1,6 @@
 #pragma once
-// Device body of the Parallax training backward's dK/dV kernel on Hopper's warpgroup
-// MMA (sm_90a): the same formulas, masks and rounding as dkdv_cta in
+// Device bodies of the Parallax training backward on Hopper's warpgroup MMA (sm_90a).
+// dK/dV first (dQ/dR below): the same formulas, masks and rounding as dkdv_cta in
 // backward_kernel.cuh (read that first), with the products moved to wgmma
 // (gpu/src/common/wgmma.cuh):
 //
@@ -22,9 +22,9 @@
 // lets dk and dv (2 x D / 2 registers a thread) stay resident next to the three score
 // accumulators.
 //
-// Status: written and compiled; not yet run on a GPU (the session that wrote it had
-// no device time left). Selected only by TrainBackwardArgs::kernel = TrainKernel::wgmma
-// until the GPU lane has proven it.
+// Status (both kernels): written, compiled and desk-reviewed; not yet run on a GPU (the
+// session that wrote them had no device time left). Selected only by
+// TrainBackwardArgs::kernel = TrainKernel::wgmma until the GPU lane has proven them.
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -233,6 +233,238 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
         if (col >= D) continue;
         p.dk[base + col] = __float2bfloat16_rn(dk[4 * nd + 2 * h + e]);
         p.dv[base + col] = __float2bfloat16_rn(dv[4 * nd + 2 * h + e]);
+      }
+  }
+}
+
+// --- dQ/dR ------------------------------------------------------------------------
+// The dQ/dR kernel on wgmma: dqdr_cta's formulas, masks and centred keys (read its
+// comment in backward_kernel.cuh) with
+//
+//   S (64 rows x N keys) = Q . K^T,  T = R . K^T,  A = dO . V^T      SS, both K-major
+//   dQ (64 x D) += dS . K,  dR += dT . K                            RS, K MN-major
+//   kbar (64 x D) += p . K                                          RS, one 64-column half at a time
+//
+// One warpgroup owns 64 query rows of one (sequence, query head) and walks their keys N
+// at a time; Q, R and dO stay in shared memory, K and V tiles are double-buffered. At
+// D = 128, dq and dr take 128 registers a thread and kbar would take 64 more, so kbar
+// lives in shared memory (fp32, each thread owning its accumulator elements, as in
+// dqdr_cta): each step's p . K is formed 64 columns at a time in 32 registers and
+// added there.
+
+template <int kDMax_, int kKeysPerStep_>
+struct WgmmaDqdrTraits {
+  static constexpr int kThreads = 128;           // one warpgroup
+  static constexpr int kRows = 64;               // query rows per CTA (wgmma's M)
+  static constexpr int kKeys = kKeysPerStep_;    // keys per step (the score products' N)
+  static constexpr int kDMax = kDMax_;
+  static_assert(kDMax == 64 || kDMax == 128, "head dim buckets 64 and 128");
+  static_assert(kKeys == 32 || kKeys == 64, "key steps of 32 or 64");
+  static constexpr int kStages = 2;
+  static constexpr int kKSteps = kDMax / 16;       // k-steps of the score products
+  static constexpr int kKeySteps = kKeys / 16;     // k-steps of the dQ/dR/kbar products
+  static constexpr int kScoreRegs = kKeys / 2;
+  static constexpr int kOutRegs = kDMax / 2;       // dq (and dr) accumulators per thread
+  static constexpr int kHalves = kDMax / 64;       // 64-column halves of kbar's product
+  static constexpr int kChunksPerRow = kDMax / 8;  // (load_swizzled)
+  static constexpr size_t kRowTileBytes = size_t(kRows) * kDMax * 2;
+  static constexpr size_t kKeyTileBytes = size_t(kKeys) * kDMax * 2;
+  static constexpr size_t kKbarBytes = size_t(kThreads) * kOutRegs * sizeof(float);
+  // Q, R, dO; the K, V stages; kbar; plus 1024 bytes to align the atoms.
+  static constexpr size_t kSmemBytes = 3 * kRowTileBytes + kStages * 2 * kKeyTileBytes + kKbarBytes + 1024;
+};
+
+template <class Traits>
+__device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw) {
+  using namespace ptx;
+  constexpr int SR = Traits::kScoreRegs, OR = Traits::kOutRegs, NS = Traits::kKeys / 8, NO = Traits::kDMax / 8;
+  constexpr int KS = Traits::kKeySteps;
+  const ForwardParams& f = p.fwd;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
+  const long long head = blockIdx.y, kv_head = head / f.group, D = f.head_dim;
+  const int dim = static_cast<int>(D);
+  const SeqView sv = seq_view(f, blockIdx.z);
+  const long long m0 = static_cast<long long>(blockIdx.x) * Traits::kRows;
+  if (m0 >= sv.q_len) return;
+  const int m_valid = static_cast<int>(min((long long)Traits::kRows, sv.q_len - m0));
+  long long k_lo, k_hi, unused;
+  row_keys(f, sv, m0, k_lo, unused);
+  row_keys(f, sv, m0 + m_valid - 1, unused, k_hi);
+  if (!f.causal) k_hi = sv.k_len;
+  const int steps = k_hi > k_lo ? static_cast<int>((k_hi - k_lo + Traits::kKeys - 1) / Traits::kKeys) : 0;
+
+  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  unsigned char* smem = smem_raw + ((1024u - raw_addr % 1024u) % 1024u);
+  unsigned char* q_smem = smem;
+  unsigned char* r_smem = q_smem + Traits::kRowTileBytes;
+  unsigned char* g_smem = r_smem + Traits::kRowTileBytes;
+  unsigned char* kv_smem = g_smem + Traits::kRowTileBytes;  // [stage][K, V]
+  float* kbar = reinterpret_cast<float*>(kv_smem + Traits::kStages * 2 * Traits::kKeyTileBytes);
+  auto kbar_at = [&](int i) -> float& { return kbar[i * Traits::kThreads + threadIdx.x]; };  // element-major
+#pragma unroll
+  for (int i = 0; i < OR; ++i) kbar_at(i) = 0.f;  // each thread owns its elements: no barrier needed
+  const long long q_stride = f.heads_q * D, kv_stride = f.heads_kv * D;
+  const long long q_off = ((sv.q_off + m0) * f.heads_q + head) * D;
+  load_swizzled<Traits, Traits::kRows>(q_smem, f.q + q_off, q_stride, m_valid, dim);
+  load_swizzled<Traits, Traits::kRows>(r_smem, f.r + q_off, q_stride, m_valid, dim);
+  load_swizzled<Traits, Traits::kRows>(g_smem, p.dout + q_off, q_stride, m_valid, dim);
+  auto load_step = [&](int n, int stage) {
+    const long long jj = k_lo + static_cast<long long>(Traits::kKeys) * n;
+    const int valid = static_cast<int>(min(static_cast<long long>(Traits::kKeys), k_hi - jj));
+    const long long off = ((sv.k_off + jj) * f.heads_kv + kv_head) * D;
+    unsigned char* dst = kv_smem + stage * 2 * Traits::kKeyTileBytes;
+    load_swizzled<Traits, Traits::kKeys>(dst, f.k + off, kv_stride, valid, dim);
+    load_swizzled<Traits, Traits::kKeys>(dst + Traits::kKeyTileBytes, f.v + off, kv_stride, valid, dim);
+  };
+  if (steps > 0) load_step(0, 0);
+  cp_async_commit();
+
+  RowTerms rt[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) rt[h] = row_terms(p, sv, head, m0 + warp * 16 + grp + 8 * h);
+  float dq[OR], dr[OR];
+#pragma unroll
+  for (int i = 0; i < OR; ++i) dq[i] = dr[i] = 0.f;
+  float sum_ds[2] = {0.f, 0.f}, sum_dt[2] = {0.f, 0.f}, sum_p[2] = {0.f, 0.f};
+
+  for (int n = 0; n < steps; ++n) {
+    const int stage = n % Traits::kStages;
+    if (n + 1 < steps) load_step(n + 1, (n + 1) % Traits::kStages);
+    cp_async_commit();
+    cp_async_wait<1>();
+    wgmma::fence_proxy_async();
+    __syncthreads();
+    const unsigned char* ks = kv_smem + stage * 2 * Traits::kKeyTileBytes;
+    const unsigned char* vs = ks + Traits::kKeyTileBytes;
+
+    // 1. S, T, A (64 rows x kKeys keys): A = Q, R, dO (stationary), B = the step's K, K, V.
+    float s[SR], t[SR], a[SR];
+    wgmma::fence_accumulators(s);
+    wgmma::fence_accumulators(t);
+    wgmma::fence_accumulators(a);
+    wgmma::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < Traits::kKSteps; ++kk) {
+      const int block = kk / 4, within = (kk % 4) * 32;
+      const uint64_t dqs = wgmma::smem_desc_sw128(q_smem + block * Traits::kRows * 128 + within, 16, 1024);
+      const uint64_t drs = wgmma::smem_desc_sw128(r_smem + block * Traits::kRows * 128 + within, 16, 1024);
+      const uint64_t dgs = wgmma::smem_desc_sw128(g_smem + block * Traits::kRows * 128 + within, 16, 1024);
+      const uint64_t dks = wgmma::smem_desc_sw128(ks + block * Traits::kKeys * 128 + within, 16, 1024);
+      const uint64_t dvs = wgmma::smem_desc_sw128(vs + block * Traits::kKeys * 128 + within, 16, 1024);
+      wgmma::wgmma_ss<Traits::kKeys, 0>(s, dqs, dks, kk > 0);
+      wgmma::wgmma_ss<Traits::kKeys, 0>(t, drs, dks, kk > 0);
+      wgmma::wgmma_ss<Traits::kKeys, 0>(a, dgs, dvs, kk > 0);
+    }
+    wgmma::wgmma_commit();
+    wgmma::wgmma_wait<0>();
+    wgmma::fence_accumulators(s);
+    wgmma::fence_accumulators(t);
+    wgmma::fence_accumulators(a);
+
+    // 2. dS, dT, p per pair (row grp + 8 h, key 8 nt + 2 quad + e of the step) in place of
+    //    S, T, A; the row sums of dS and dT as the tensor cores will see them, and of p.
+    const long long jj = k_lo + static_cast<long long>(Traits::kKeys) * n + 2 * quad;
+#pragma unroll
+    for (int nt = 0; nt < NS; ++nt)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int i = 4 * nt + 2 * h + e;
+          const long long j = jj + nt * 8 + e;
+          const bool valid = j >= rt[h].key_begin && j < rt[h].key_end;
+          const PairGrads pg = pair_grads(valid, s[i] * f.scale_log2, t[i], a[i], rt[h]);
+          s[i] = pg.ds;
+          t[i] = pg.dt;
+          a[i] = pg.p;
+          sum_ds[h] += in_two_words(pg.ds);
+          sum_dt[h] += in_two_words(pg.dt);
+          sum_p[h] += pg.p;
+        }
+
+    // 3. dQ += dS K, dR += dT K, then kbar += p K one 64-column half at a time; A from the
+    //    accumulators (rows x keys: the forward's P layout), hi + lo words; B = the K tile,
+    //    MN-major: 64-column blocks kKeys * 128 bytes apart, k-step kk 16 keys (2048 bytes) on.
+    uint32_t s_hi[KS][4], s_lo[KS][4], t_hi[KS][4], t_lo[KS][4], p_hi[KS][4], p_lo[KS][4];
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const int i = 8 * kk + 2 * w;  // w: (row grp, keys 2q), (grp + 8, 2q), (grp, 8 + 2q), (grp + 8, 8 + 2q)
+        split2_bf16(s[i], s[i + 1], s_hi[kk][w], s_lo[kk][w]);
+        split2_bf16(t[i], t[i + 1], t_hi[kk][w], t_lo[kk][w]);
+        split2_bf16(a[i], a[i + 1], p_hi[kk][w], p_lo[kk][w]);  // one word for kbar is 18x too coarse (model)
+      }
+      wgmma::fence_operands(s_hi[kk]);
+      wgmma::fence_operands(s_lo[kk]);
+      wgmma::fence_operands(t_hi[kk]);
+      wgmma::fence_operands(t_lo[kk]);
+      wgmma::fence_operands(p_hi[kk]);
+      wgmma::fence_operands(p_lo[kk]);
+    }
+    wgmma::fence_accumulators(dq);
+    wgmma::fence_accumulators(dr);
+    wgmma::wgmma_fence();
+    constexpr uint32_t kLbo = Traits::kKeys * 128;
+#pragma unroll
+    for (int kk = 0; kk < KS; ++kk) {
+      const uint64_t dkm = wgmma::smem_desc_sw128(ks + kk * 16 * 128, kLbo, 1024);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dq, s_hi[kk], dkm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dq, s_lo[kk], dkm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dr, t_hi[kk], dkm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dr, t_lo[kk], dkm, true);
+    }
+    wgmma::wgmma_commit();
+#pragma unroll
+    for (int half = 0; half < Traits::kHalves; ++half) {
+      float kb[32];
+      wgmma::fence_accumulators(kb);
+      wgmma::wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < KS; ++kk) {
+        // Column block `half` of the K tile alone: one 64-column block, so LBO is unused.
+        const uint64_t dkh = wgmma::smem_desc_sw128(ks + half * Traits::kKeys * 128 + kk * 16 * 128, kLbo, 1024);
+        wgmma::wgmma_rs<64, 1>(kb, p_hi[kk], dkh, kk > 0);
+        wgmma::wgmma_rs<64, 1>(kb, p_lo[kk], dkh, true);
+      }
+      wgmma::wgmma_commit();
+      wgmma::wgmma_wait<0>();
+      wgmma::fence_accumulators(kb);
+#pragma unroll
+      for (int i = 0; i < 32; ++i) kbar_at(half * 32 + i) += kb[i];
+    }
+    wgmma::wgmma_wait<0>();
+    wgmma::fence_accumulators(dq);
+    wgmma::fence_accumulators(dr);
+    __syncthreads();  // every warp is done with this stage before it is refilled
+  }
+  cp_async_wait<0>();
+
+  // 4. dq = c (sum_j dS_ij k_j - (sum_j dS_ij) kbar_i), dr likewise without c (dqdr_cta).
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float sds = sum_ds[h], sdt = sum_dt[h], sp = sum_p[h];
+#pragma unroll
+    for (int off = 1; off <= 2; off <<= 1) {  // the row's 4 lanes hold its sums
+      sds += __shfl_xor_sync(0xffffffffu, sds, off);
+      sdt += __shfl_xor_sync(0xffffffffu, sdt, off);
+      sp += __shfl_xor_sync(0xffffffffu, sp, off);
+    }
+    const long long row = m0 + warp * 16 + grp + 8 * h;
+    if (row >= sv.q_len) continue;
+    const long long base = ((sv.q_off + row) * f.heads_q + head) * D;
+    const float inv_p = sp > 0.f ? 1.f / sp : 0.f;
+#pragma unroll
+    for (int nd = 0; nd < NO; ++nd)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const long long col = nd * 8 + 2 * quad + e;
+        if (col >= D) continue;
+        // kbar's element of (row, col): half nd / 8, element 4 (nd % 8) + 2 h + e of that half.
+        const float kb = kbar_at((nd / 8) * 32 + 4 * (nd % 8) + 2 * h + e) * inv_p;
+        const int i = 4 * nd + 2 * h + e;
+        p.dq[base + col] = __float2bfloat16_rn(p.scale * (dq[i] - sds * kb));
+        p.dr[base + col] = __float2bfloat16_rn(dr[i] - sdt * kb);
       }
   }
 }

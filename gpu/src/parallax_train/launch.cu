@@ -49,15 +49,19 @@ cudaError_t launch_forward(const ForwardParams& p, dim3 grid, cudaStream_t strea
 }
 
 template <int kDMax, bool kVec>
-cudaError_t launch_backward(const BackwardParams& p, dim3 dkdv_grid, dim3 dqdr_grid, bool dkdv_wgmma,
+cudaError_t launch_backward(const BackwardParams& p, dim3 dkdv_grid, dim3 dqdr_grid, bool use_wgmma,
                             cudaStream_t stream) {
   using Traits = BackwardTraits<kDMax, kVec>;
   static const cudaError_t dkdv_opt_in = opt_in_smem(dkdv_kernel<Traits>, Traits::kDkdvSmem);
   static const cudaError_t dqdr_opt_in = opt_in_smem(dqdr_kernel<Traits>, Traits::kDqdrSmem);
   static_assert(Traits::kKeysPerCta == kWgmmaDkdvKeys, "both dK/dV kernels take 64 keys per CTA");
-  cudaError_t e = dkdv_wgmma ? launch_dkdv_wgmma(p, dkdv_grid, stream)
-                             : launch_with_smem(dkdv_kernel<Traits>, dkdv_opt_in, Traits::kDkdvSmem, dkdv_grid,
-                                                Traits::kThreads, p, stream);
+  static_assert(Traits::kRowsPerCta == kWgmmaDqdrRows, "both dQ/dR kernels take 64 rows per CTA");
+  if (use_wgmma) {
+    const cudaError_t e = launch_dkdv_wgmma(p, dkdv_grid, stream);
+    return e != cudaSuccess ? e : launch_dqdr_wgmma(p, dqdr_grid, stream);
+  }
+  const cudaError_t e = launch_with_smem(dkdv_kernel<Traits>, dkdv_opt_in, Traits::kDkdvSmem, dkdv_grid,
+                                         Traits::kThreads, p, stream);
   if (e != cudaSuccess) return e;
   return launch_with_smem(dqdr_kernel<Traits>, dqdr_opt_in, Traits::kDqdrSmem, dqdr_grid, Traits::kThreads, p,
                           stream);
@@ -76,8 +80,8 @@ struct ForwardLaunch {
 };
 template <int kDMax, bool kVec>
 struct BackwardLaunch {
-  static cudaError_t run(const BackwardParams& p, dim3 a, dim3 b, bool dkdv_wgmma, cudaStream_t s) {
-    return launch_backward<kDMax, kVec>(p, a, b, dkdv_wgmma, s);
+  static cudaError_t run(const BackwardParams& p, dim3 a, dim3 b, bool use_wgmma, cudaStream_t s) {
+    return launch_backward<kDMax, kVec>(p, a, b, use_wgmma, s);
   }
 };
 
@@ -227,7 +231,7 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
     return refuse("o_lo and vbar_lo saved by the forward are required (TrainForwardArgs::o_lo, vbar_lo)");
   }
   if (a.kernel == TrainKernel::wgmma && pr.head_dim % 8 != 0) {
-    return refuse("the wgmma dK/dV kernel needs head_dim % 8 == 0 (head_dim " + std::to_string(pr.head_dim) +
+    return refuse("the wgmma backward kernels need head_dim % 8 == 0 (head_dim " + std::to_string(pr.head_dim) +
                   "): use TrainKernel::automatic");
   }
   if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k,

@@ -86,9 +86,9 @@ struct TrainBackwardArgs {
   const int32_t* cu_seqlens_k = nullptr;  // device, varlen only (null = same as q)
   void* workspace = nullptr;              // >= train_backward_workspace_bytes(problem)
   size_t workspace_bytes = 0;
-  // The dK/dV kernel: automatic and mma_sync take the mma.sync one (proven); wgmma the
-  // Hopper one (D % 8 == 0; not yet run on a GPU: opt-in until the GPU lane proves it).
-  // dQ/dR is the mma.sync kernel either way.
+  // The dK/dV and dQ/dR kernels: automatic and mma_sync take the mma.sync ones (proven);
+  // wgmma the Hopper ones (D % 8 == 0; not yet run on a GPU: opt-in until the GPU lane
+  // proves them).
   TrainKernel kernel = TrainKernel::automatic;
 };
 
