@@ -43,8 +43,9 @@ __device__ void store_swizzled(unsigned char* base, const __nv_bfloat16* src, in
 }
 
 // a (kM x depth, row-major), b: K-major (n x depth, row-major) for qk, else MN-major
-// (depth x n, row-major). d: kM x n, row-major.
-template <int N, Form F, int kPvDepth = kKeysDepth>
+// (depth x (n + 64 kSkip), row-major: the product reads the columns after the first
+// kSkip 64-column blocks, as the backward's kbar reads its second half). d: kM x n.
+template <int N, Form F, int kPvDepth = kKeysDepth, int kSkip = 0>
 __global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, float* d) {
   extern __shared__ unsigned char raw[];
   // Atoms must be 1024-byte aligned: round the dynamic shared memory base up.
@@ -58,7 +59,7 @@ __global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a
   if constexpr (F == Form::qk_ss) {
     store_swizzled(sb, b, N, kDepth, tid);
   } else {
-    store_swizzled(sb, b, kDepth, N, tid);
+    store_swizzled(sb, b, kDepth, N + 64 * kSkip, tid);
   }
   gpu::wgmma::fence_proxy_async();
   __syncthreads();
@@ -76,7 +77,7 @@ __global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a
       const uint64_t db = gpu::wgmma::smem_desc_sw128(sb + kb * N * 128 + within, 16, 1024);
       gpu::wgmma::wgmma_ss<N, 0>(acc, da, db, ks > 0);
     } else {
-      const uint64_t db = gpu::wgmma::smem_desc_sw128(sb + ks * 16 * 128, kPvDepth * 128, 1024);
+      const uint64_t db = gpu::wgmma::smem_desc_sw128(sb + kSkip * kPvDepth * 128 + ks * 16 * 128, kPvDepth * 128, 1024);
       if constexpr (F == Form::pv_rs) {
         // This warp's m16k16 fragment of P, rows 16 warp .., keys 16 ks ..
         auto pack = [&](int row, int col) {
@@ -106,12 +107,14 @@ __global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a
   }
 }
 
-template <int N, Form F, int kPvDepth = kKeysDepth>
+template <int N, Form F, int kPvDepth = kKeysDepth, int kSkip = 0>
 std::string run_case(unsigned seed) {
+  static_assert(kSkip == 0 || F != Form::qk_ss, "column-block offsets are for the MN-major forms");
+  constexpr int kWidth = N + 64 * kSkip;  // columns of an MN-major b
   constexpr int kDepth = F == Form::qk_ss ? kQkDepth : kPvDepth;
   std::mt19937 gen(seed);
   std::normal_distribution<float> normal(0.f, 1.f);
-  std::vector<__nv_bfloat16> a(kM * kDepth), b(static_cast<size_t>(N) * kDepth);
+  std::vector<__nv_bfloat16> a(kM * kDepth), b(static_cast<size_t>(kWidth) * kDepth);
   for (auto& x : a) x = __float2bfloat16(normal(gen));
   for (auto& x : b) x = __float2bfloat16(normal(gen));
   std::vector<double> want(kM * N, 0.0), scale(kM * N, 0.0);
@@ -119,7 +122,8 @@ std::string run_case(unsigned seed) {
     for (int j = 0; j < N; ++j) {
       for (int k = 0; k < kDepth; ++k) {
         const double x = __bfloat162float(a[i * kDepth + k]);
-        const double y = F == Form::qk_ss ? __bfloat162float(b[j * kDepth + k]) : __bfloat162float(b[k * N + j]);
+        const double y = F == Form::qk_ss ? __bfloat162float(b[j * kDepth + k])
+                                          : __bfloat162float(b[k * kWidth + j + 64 * kSkip]);
         want[i * N + j] += x * y;
         scale[i * N + j] += std::fabs(x * y);
       }
@@ -133,9 +137,10 @@ std::string run_case(unsigned seed) {
   cudaMemcpy(da, a.data(), a.size() * sizeof(a[0]), cudaMemcpyHostToDevice);
   cudaMemcpy(db, b.data(), b.size() * sizeof(b[0]), cudaMemcpyHostToDevice);
   cudaMemset(dd, 0xFF, kM * N * sizeof(float));  // NaN: every element must be written
-  const int smem = (kM * kDepth + N * kDepth) * 2 + 1024;
-  cudaFuncSetAttribute(wgmma_probe_kernel<N, F, kPvDepth>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  wgmma_probe_kernel<N, F, kPvDepth><<<1, 128, smem>>>(da, db, dd);
+  const int smem = (kM * kDepth + kWidth * kDepth) * 2 + 1024;
+  cudaFuncSetAttribute(wgmma_probe_kernel<N, F, kPvDepth, kSkip>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                       smem);
+  wgmma_probe_kernel<N, F, kPvDepth, kSkip><<<1, 128, smem>>>(da, db, dd);
   cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess) e = cudaDeviceSynchronize();
   std::vector<float> got(kM * N);
@@ -176,8 +181,11 @@ TEST(Wgmma, OutputFromRegistersAndMnMajorV) {
   for (unsigned seed : {3u, 4u}) {
     EXPECT_EQ((run_case<64, Form::pv_rs>(seed)), "") << "O = P V, P in registers, N = 64, seed " << seed;
     EXPECT_EQ((run_case<128, Form::pv_rs>(seed)), "") << "O = P V, P in registers, N = 128, seed " << seed;
-    // 32 keys deep: column blocks 4096 bytes apart (the backward's dK/dV products at D = 128)
+    // 32 keys deep: column blocks 4096 bytes apart (the backward's dK/dV and dQ/dR products)
     EXPECT_EQ((run_case<128, Form::pv_rs, 32>(seed)), "") << "O = P V, 32 deep, N = 128, seed " << seed;
+    EXPECT_EQ((run_case<64, Form::pv_rs, 32>(seed)), "") << "O = P V, 32 deep, N = 64, seed " << seed;
+    // the second 64-column block of a 128-wide tile alone (dQ/dR's kbar, half 1)
+    EXPECT_EQ((run_case<64, Form::pv_rs, 32, 1>(seed)), "") << "O = P V, 32 deep, block 1, seed " << seed;
   }
 }
 

@@ -22,6 +22,9 @@ template <int kDMax, int kKeys>
 cudaError_t launch_dqdr_bucket(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
   using Traits = WgmmaDqdrTraits<kDMax, kKeys>;
   static_assert(Traits::kRows == kWgmmaDqdrRows, "the host sizes the grid with kWgmmaDqdrRows");
+  // Two CTAs per SM (228 KB, 1 KB reserved per CTA) at D = 128, with no slack: growing
+  // the layout halves the occupancy (the registers, 254 x 128 x 2, are at the limit too).
+  static_assert(kDMax != 128 || 2 * (Traits::kSmemBytes + 1024) <= 228 * 1024, "two dQ/dR CTAs per SM at D = 128");
   static const cudaError_t opt_in = opt_in_smem(dqdr_kernel_wgmma<Traits>, Traits::kSmemBytes);
   return launch_with_smem(dqdr_kernel_wgmma<Traits>, opt_in, Traits::kSmemBytes, grid, Traits::kThreads, p, stream);
 }
