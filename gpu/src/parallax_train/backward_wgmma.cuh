@@ -38,6 +38,35 @@
 
 namespace lla::gpu::train {
 
+// The backward's three recomputed score products on wgmma (SS, both operands K-major),
+// each a 64 x N block summed over the head dim (kKSteps k-steps of 16):
+//   acc[i] = A_i . B_i^T,  A_i a 64-row tile, B_i an N-row tile, 64-column blocks of
+//   64 * 128 and N * 128 bytes. dK/dV: (K, Q), (K, R), (V, dO); dQ/dR: (Q, K), (R, K), (dO, V).
+// Waits for them: the accumulators are ready to read on return.
+template <int N, int kKSteps>
+__device__ __forceinline__ void three_score_products(float (&acc0)[N / 2], float (&acc1)[N / 2], float (&acc2)[N / 2],
+                                                     const unsigned char* const (&a)[3],
+                                                     const unsigned char* const (&b)[3]) {
+  wgmma::fence_accumulators(acc0);
+  wgmma::fence_accumulators(acc1);
+  wgmma::fence_accumulators(acc2);
+  wgmma::wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kKSteps; ++kk) {
+    const int block = kk / 4, within = (kk % 4) * 32;
+    auto desc_a = [&](int i) { return wgmma::smem_desc_sw128(a[i] + block * 64 * 128 + within, 16, 1024); };
+    auto desc_b = [&](int i) { return wgmma::smem_desc_sw128(b[i] + block * N * 128 + within, 16, 1024); };
+    wgmma::wgmma_ss<N, 0>(acc0, desc_a(0), desc_b(0), kk > 0);
+    wgmma::wgmma_ss<N, 0>(acc1, desc_a(1), desc_b(1), kk > 0);
+    wgmma::wgmma_ss<N, 0>(acc2, desc_a(2), desc_b(2), kk > 0);
+  }
+  wgmma::wgmma_commit();
+  wgmma::wgmma_wait<0>();
+  wgmma::fence_accumulators(acc0);
+  wgmma::fence_accumulators(acc1);
+  wgmma::fence_accumulators(acc2);
+}
+
 template <int kDMax_, int kRows_>
 struct WgmmaDkdvTraits {
   static constexpr int kThreads = 128;  // one warpgroup
@@ -134,27 +163,8 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
 
     // 1. S^T, T^T, A^T (64 keys x kRows rows), A = K or V, B = the step's Q, R, dO rows.
     float st[SR], tt[SR], at[SR];
-    wgmma::fence_accumulators(st);
-    wgmma::fence_accumulators(tt);
-    wgmma::fence_accumulators(at);
-    wgmma::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < Traits::kKSteps; ++kk) {
-      const int block = kk / 4, within = (kk % 4) * 32;
-      const uint64_t dks = wgmma::smem_desc_sw128(k_smem + block * Traits::kKeys * 128 + within, 16, 1024);
-      const uint64_t dvs = wgmma::smem_desc_sw128(v_smem + block * Traits::kKeys * 128 + within, 16, 1024);
-      const uint64_t dqs = wgmma::smem_desc_sw128(qs + block * Traits::kRows * 128 + within, 16, 1024);
-      const uint64_t drs = wgmma::smem_desc_sw128(rs + block * Traits::kRows * 128 + within, 16, 1024);
-      const uint64_t dgs = wgmma::smem_desc_sw128(gs + block * Traits::kRows * 128 + within, 16, 1024);
-      wgmma::wgmma_ss<Traits::kRows, 0>(st, dks, dqs, kk > 0);
-      wgmma::wgmma_ss<Traits::kRows, 0>(tt, dks, drs, kk > 0);
-      wgmma::wgmma_ss<Traits::kRows, 0>(at, dvs, dgs, kk > 0);
-    }
-    wgmma::wgmma_commit();
-    wgmma::wgmma_wait<0>();
-    wgmma::fence_accumulators(st);
-    wgmma::fence_accumulators(tt);
-    wgmma::fence_accumulators(at);
+    static_assert(Traits::kKeys == 64, "three_score_products takes 64-row A tiles");
+    three_score_products<Traits::kRows, Traits::kKSteps>(st, tt, at, {k_smem, k_smem, v_smem}, {qs, rs, gs});
 
     // 2. Per pair (key grp + 8 h, row 8 n + 2 quad + e of the step): c dS, dT, W in place
     //    of S^T, T^T, A^T (pair_grads, backward_kernel.cuh).
@@ -339,27 +349,8 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
 
     // 1. S, T, A (64 rows x kKeys keys): A = Q, R, dO (stationary), B = the step's K, K, V.
     float s[SR], t[SR], a[SR];
-    wgmma::fence_accumulators(s);
-    wgmma::fence_accumulators(t);
-    wgmma::fence_accumulators(a);
-    wgmma::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < Traits::kKSteps; ++kk) {
-      const int block = kk / 4, within = (kk % 4) * 32;
-      const uint64_t dqs = wgmma::smem_desc_sw128(q_smem + block * Traits::kRows * 128 + within, 16, 1024);
-      const uint64_t drs = wgmma::smem_desc_sw128(r_smem + block * Traits::kRows * 128 + within, 16, 1024);
-      const uint64_t dgs = wgmma::smem_desc_sw128(g_smem + block * Traits::kRows * 128 + within, 16, 1024);
-      const uint64_t dks = wgmma::smem_desc_sw128(ks + block * Traits::kKeys * 128 + within, 16, 1024);
-      const uint64_t dvs = wgmma::smem_desc_sw128(vs + block * Traits::kKeys * 128 + within, 16, 1024);
-      wgmma::wgmma_ss<Traits::kKeys, 0>(s, dqs, dks, kk > 0);
-      wgmma::wgmma_ss<Traits::kKeys, 0>(t, drs, dks, kk > 0);
-      wgmma::wgmma_ss<Traits::kKeys, 0>(a, dgs, dvs, kk > 0);
-    }
-    wgmma::wgmma_commit();
-    wgmma::wgmma_wait<0>();
-    wgmma::fence_accumulators(s);
-    wgmma::fence_accumulators(t);
-    wgmma::fence_accumulators(a);
+    static_assert(Traits::kRows == 64, "three_score_products takes 64-row A tiles");
+    three_score_products<Traits::kKeys, Traits::kKSteps>(s, t, a, {q_smem, r_smem, g_smem}, {ks, ks, vs});
 
     // 2. dS, dT, p per pair (row grp + 8 h, key 8 nt + 2 quad + e of the step) in place of
     //    S, T, A; the row sums of dS and dT as the tensor cores will see them, and of p.
