@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""The peer in the same run for the training kernels: PyTorch SDPA (flash and cuDNN
+"""The peers in the same run for the training kernels: PyTorch SDPA (flash and cuDNN
 backends) softmax attention forward, and forward + backward, on the shapes of
-bench_parallax_train, plus a dense bf16 GEMM (8192^3) as the compute ceiling.
+bench_parallax_train, plus a dense bf16 GEMM (8192^3) as the compute ceiling; and,
+where its wheel is importable (tools/fetch-gpu-deps.sh carries fla-core), the fla
+Triton Parallax kernel (`fla.ops.parallax.parallel_parallax`: causal only) on the
+same shapes, inputs and timing: backend "fla".
 Forward: CUDA graph of 5 calls, median of 10 replays. Forward + backward: CUDA
-events around 5 eager iterations, median of 10. Shapes SDPA cannot run (sliding
-windows) are reported as unavailable.
-Writes JSON: {"gemm_TFLOPs": x, "results": [{shape, backend, fwd_ms, fwdbwd_ms}]}.
+events around 5 eager iterations, median of 10. Shapes a peer cannot run (sliding
+windows for SDPA, non-causal for fla) are reported as unavailable, with the reason.
+Writes JSON: {"gemm_TFLOPs": x, "fla": version or reason, "results": [{shape, backend, fwd_ms, fwdbwd_ms}]}.
 usage: sdpa_train.py --json FILE [--quick]
 """
 import argparse
@@ -55,6 +58,35 @@ def gemm_tflops():
     return 2.0 * n ** 3 / (ms * 1e-3) / 1e12
 
 
+def load_fla():
+    """fla's parallel_parallax and its version, or None and the reason."""
+    try:
+        import fla
+        from fla.ops.parallax import parallel_parallax
+        return parallel_parallax, getattr(fla, "__version__", "unknown")
+    except Exception as e:  # not carried, or it does not import here: reported, not fatal
+        return None, "not available: %s" % str(e)[:160]
+
+
+def time_fla(parallel_parallax, B, L, Hq, Hkv, D, window):
+    """fla's Parallax forward and forward + backward (ms) on inputs like bench_parallax_train's."""
+    q = torch.randn(B, L, Hq, D, device="cuda", dtype=torch.bfloat16)
+    r = 0.1 * torch.randn(B, L, Hq, D, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(B, L, Hkv, D, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn(B, L, Hkv, D, device="cuda", dtype=torch.bfloat16)
+    w = window if window else None
+    fwd = lambda: parallel_parallax(q, r, k, v, window_size=w)
+    fwd()  # Triton autotuning happens outside the graph
+    fwd_ms = time_graph(fwd, launches=5, replays=10, warmup=2)[0]
+    qg, rg, kg, vg = (t.detach().requires_grad_() for t in (q, r, k, v))
+    do = torch.randn_like(q)
+
+    def fwdbwd():
+        parallel_parallax(qg, rg, kg, vg, window_size=w).backward(do)
+
+    return fwd_ms, time_eager_ms(fwdbwd)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", required=True)
@@ -90,8 +122,25 @@ def main():
             except Exception as e:  # an unsupported backend/shape is reported, not fatal
                 results.append({"shape": name, "backend": label, "error": str(e)[:200]})
                 print("%-30s %-6s unavailable: %s" % (name, label, str(e)[:120]), flush=True)
+    parallel_parallax, fla_version = load_fla()
+    print("fla: %s" % fla_version, flush=True)
+    for name, B, L, Hq, Hkv, D, causal, window in shapes:
+        if parallel_parallax is None:
+            results.append({"shape": name, "backend": "fla", "error": fla_version})
+            continue
+        if not causal:
+            results.append({"shape": name, "backend": "fla", "error": "fla's parallel_parallax is causal only"})
+            continue
+        try:
+            fwd_ms, fwdbwd_ms = time_fla(parallel_parallax, B, L, Hq, Hkv, D, window)
+            results.append({"shape": name, "backend": "fla", "fwd_ms": fwd_ms, "fwdbwd_ms": fwdbwd_ms})
+            print("%-30s %-6s fwd %8.3f ms  fwd+bwd %8.3f ms" % (name, "fla", fwd_ms, fwdbwd_ms), flush=True)
+        except Exception as e:
+            results.append({"shape": name, "backend": "fla", "error": str(e)[:200]})
+            print("%-30s %-6s unavailable: %s" % (name, "fla", str(e)[:120]), flush=True)
     with open(args.json, "w") as f:
-        json.dump({"torch": torch.__version__, "gemm_TFLOPs": gemm, "results": results}, f, indent=1)
+        json.dump({"torch": torch.__version__, "gemm_TFLOPs": gemm, "fla": fla_version, "results": results}, f,
+                  indent=1)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,14 @@ if [[ ! -d .deps/debs ]]; then echo "gpu-check: .deps/debs missing: run tools/fe
 mkdir -p /opt/deps
 for f in .deps/debs/*.deb; do dpkg -x "$f" /opt/deps; done
 export LD_LIBRARY_PATH=/opt/deps/usr/lib/x86_64-linux-gnu:/opt/deps/usr/lib/x86_64-linux-gnu/hdf5/serial:${LD_LIBRARY_PATH:-}
+# The training peer's optional wheels (fla Triton Parallax; pure Python): unpacked into a
+# private folder that only the peer script's PYTHONPATH names.
+peer_pythonpath=""
+if compgen -G ".deps/wheels/*.whl" >/dev/null; then
+  mkdir -p /opt/pydeps
+  for w in .deps/wheels/*.whl; do python3 -m zipfile -e "$w" /opt/pydeps; done
+  peer_pythonpath=/opt/pydeps
+fi
 st[device]=$(nvidia-smi --query-gpu=name,driver_version,clocks.sm,temperature.gpu --format=csv,noheader 2>/dev/null | head -1)
 
 # 2. build
@@ -97,7 +105,7 @@ if [[ $bench == 1 ]]; then
   build/gpu/benchmarks/bench_parallax_decode --json "$out/decode.json" $q
   python3 benchmarks/sdpa_decode.py --json "$out/sdpa.json" $q
   build/gpu/benchmarks/bench_parallax_train --json "$out/train.json" $q
-  python3 benchmarks/sdpa_train.py --json "$out/sdpa_train.json" $q
+  PYTHONPATH="$peer_pythonpath${PYTHONPATH:+:$PYTHONPATH}" python3 benchmarks/sdpa_train.py --json "$out/sdpa_train.json" $q
 fi
 
 # 6. summary last (also saved as summary.txt); logs of a successful configure are dropped

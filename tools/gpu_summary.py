@@ -41,6 +41,17 @@ def print_training(out):
             cell(fl.get("fwdbwd_ms")), cell(cu.get("fwdbwd_ms")), ratio(fb, cu.get("fwdbwd_ms"))))
     print("(ms; vs cuDNN = parallax time / cuDNN SDPA softmax time, forward and forward + backward; "
           "the targets are <= 2.00x)")
+    fla = [(r, peers.get((r["shape"], "fla"), {})) for r in ours["results"]]
+    if any(f for _, f in fla) or "fla" in peer:
+        print("\nagainst the fla Triton Parallax kernel (%s), same run; milestones: forward >= 1.5x, "
+              "forward + backward >= 2x faster" % peer.get("fla", "n/a"))
+        print("%-30s %8s %8s %8s | %9s %9s %8s" % ("shape", "fla fwd", "ours", "speedup", "fla f+b", "ours",
+                                                   "speedup"))
+        for r, f in fla:
+            fb = r.get("fwdbwd_median_ms")
+            print("%-30s %8s %8.3f %8s | %9s %9s %8s" % (
+                r["shape"], cell(f.get("fwd_ms")), r["fwd_median_ms"], ratio(f.get("fwd_ms"), r["fwd_median_ms"]),
+                cell(f.get("fwdbwd_ms")), cell(fb), ratio(f.get("fwdbwd_ms"), fb)))
     ms = [r for r in ours["results"] if "fwd_mma_sync_median_ms" in r]
     if ms:
         print("\nthe forward above is TrainKernel::automatic (wgmma on this device where D % 8 == 0); the "
