@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -307,30 +308,48 @@ oracle::Gradients<double> model_backward(const Problem& p, const oracle::Attenti
   return out;
 }
 
+// One backward problem with bf16-rounded inputs and dout, the fp64 oracle's gradients
+// and the fp32 oracle's (the baseline of the rule).
+struct BackwardCase {
+  Problem p;
+  oracle::AttentionInputs<double> in;
+  Tensor4<double> g;
+  oracle::Gradients<double> ref;
+  oracle::Gradients<float> base;
+};
+
+BackwardCase backward_case(const Problem& p, uint64_t input_seed, uint64_t dout_seed, Magnitude mag) {
+  auto in = make_inputs<double>(p, input_seed, mag);
+  for (auto* tensor : {&in.q, &in.k, &in.v, &in.r})
+    for (auto& e : *tensor) e = bf16(e);
+  auto g = make_dout<double>(p, dout_seed);
+  for (auto& e : g) e = bf16(e);
+  auto ref = oracle::parallax_backward(p, in, g);
+  Tensor4<float> g32(g.shape());
+  for (int64_t n = 0; n < g.size(); ++n) g32.data()[n] = static_cast<float>(g.data()[n]);
+  auto base = oracle::parallax_backward(p, oracle::cast_inputs<float>(in), g32);
+  return BackwardCase{p, std::move(in), std::move(g), std::move(ref), std::move(base)};
+}
+
+// err/bound of the scheme's dq, dr, dk, dv on one case.
+std::array<double, 4> backward_ratios(const BackwardCase& c, const BackwardScheme& w) {
+  const auto got = model_backward(c.p, c.in, c.g, w);
+  auto ratio = [](const Tensor4<double>& want, const Tensor4<float>& b32, const Tensor4<double>& have) {
+    return baseline_rule(have, want, b32, Precision::bf16).ratio();
+  };
+  return {ratio(c.ref.dq, c.base.dq, got.dq), ratio(c.ref.dr, c.base.dr, got.dr), ratio(c.ref.dk, c.base.dk, got.dk),
+          ratio(c.ref.dv, c.base.dv, got.dv)};
+}
+
 // The worst err/bound over the four gradients of one input class (D = 64 and 128).
 double worst_backward_ratio(const BackwardScheme& w, Magnitude mag) {
   double worst = 0;
   for (int64_t d : {64, 128}) {
-    const Problem p = Problem::dense(1, 96, 96, 2, 1, d);
-    auto in = make_inputs<double>(p, static_cast<uint64_t>(d) + 17, mag);
-    for (auto* tensor : {&in.q, &in.k, &in.v, &in.r})
-      for (auto& e : *tensor) e = bf16(e);
-    auto g = make_dout<double>(p, 3);
-    for (auto& e : g) e = bf16(e);
-    const auto ref = oracle::parallax_backward(p, in, g);
-    Tensor4<float> g32(g.shape());
-    for (int64_t n = 0; n < g.size(); ++n) g32.data()[n] = static_cast<float>(g.data()[n]);
-    const auto base = oracle::parallax_backward(p, oracle::cast_inputs<float>(in), g32);
-    const auto got = model_backward(p, in, g, w);
-    auto ratio = [&](const Tensor4<double>& want, const Tensor4<float>& b32, const Tensor4<double>& have) {
-      return baseline_rule(have, want, b32, Precision::bf16).ratio();
-    };
-    const double rq = ratio(ref.dq, base.dq, got.dq), rr = ratio(ref.dr, base.dr, got.dr),
-                 rk = ratio(ref.dk, base.dk, got.dk), rv = ratio(ref.dv, base.dv, got.dv);
+    const auto r = backward_ratios(backward_case(Problem::dense(1, 96, 96, 2, 1, d), d + 17, 3, mag), w);
     if (std::getenv("LLA_NUMERICS_DETAIL")) {
-      std::printf("    D=%lld dq %.3g dr %.3g dk %.3g dv %.3g\n", static_cast<long long>(d), rq, rr, rk, rv);
+      std::printf("    D=%lld dq %.3g dr %.3g dk %.3g dv %.3g\n", static_cast<long long>(d), r[0], r[1], r[2], r[3]);
     }
-    worst = std::max({worst, rq, rr, rk, rv});
+    worst = std::max(worst, *std::max_element(r.begin(), r.end()));
   }
   return worst;
 }
@@ -364,24 +383,12 @@ TEST(KernelNumerics, BackwardTwoKeyRowsNeedTheSavedResiduals) {
   Problem p = Problem::dense(1, 2, 2, 1, 1, 64);
   p.causal = true;
   p.window = 3;
-  auto in = make_inputs<double>(p, 1, Magnitude::normal);
-  for (auto* tensor : {&in.q, &in.k, &in.v, &in.r})
-    for (auto& e : *tensor) e = bf16(e);
-  auto g = make_dout<double>(p, 1);
-  for (auto& e : g) e = bf16(e);
-  const auto ref = oracle::parallax_backward(p, in, g);
-  Tensor4<float> g32(g.shape());
-  for (int64_t n = 0; n < g.size(); ++n) g32.data()[n] = static_cast<float>(g.data()[n]);
-  const auto base = oracle::parallax_backward(p, oracle::cast_inputs<float>(in), g32);
+  const BackwardCase c = backward_case(p, 1, 1, Magnitude::normal);
   auto worst = [&](const BackwardScheme& w) {
-    const auto got = model_backward(p, in, g, w);
-    double r = 0;
-    for (auto [want, b32, have] : {std::tuple{&ref.dq, &base.dq, &got.dq}, std::tuple{&ref.dr, &base.dr, &got.dr},
-                                   std::tuple{&ref.dk, &base.dk, &got.dk}, std::tuple{&ref.dv, &base.dv, &got.dv}}) {
-      r = std::max(r, baseline_rule(*have, *want, *b32, Precision::bf16).ratio());
-    }
-    std::printf("%-40s two-key rows        %12.3f\n", w.name, r);
-    return r;
+    const auto r = backward_ratios(c, w);
+    const double m = *std::max_element(r.begin(), r.end());
+    std::printf("%-40s two-key rows        %12.3f\n", w.name, m);
+    return m;
   };
   EXPECT_LE(worst(kBwdKernels), 1.0);
   EXPECT_GT(worst(kBwdKernelsOneWordState), 1.0);  // the scheme the lane caught

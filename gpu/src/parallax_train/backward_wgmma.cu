@@ -23,7 +23,7 @@ cudaError_t launch_dqdr_bucket(const BackwardParams& p, dim3 grid, cudaStream_t 
   using Traits = WgmmaDqdrTraits<kDMax, kKeys>;
   static_assert(Traits::kRows == kWgmmaDqdrRows, "the host sizes the grid with kWgmmaDqdrRows");
   // Two CTAs per SM (228 KB, 1 KB reserved per CTA) at D = 128, with no slack: growing
-  // the layout halves the occupancy (the registers, 254 x 128 x 2, are at the limit too).
+  // the layout halves the occupancy (the registers, 253 x 128 x 2, are near the limit too).
   static_assert(kDMax != 128 || 2 * (Traits::kSmemBytes + 1024) <= 228 * 1024, "two dQ/dR CTAs per SM at D = 128");
   static const cudaError_t opt_in = opt_in_smem(dqdr_kernel_wgmma<Traits>, Traits::kSmemBytes);
   return launch_with_smem(dqdr_kernel_wgmma<Traits>, opt_in, Traits::kSmemBytes, grid, Traits::kThreads, p, stream);
@@ -39,13 +39,13 @@ cudaError_t launch_bucket(const BackwardParams& p, dim3 grid, cudaStream_t strea
 
 }  // namespace
 
-// Row steps: 32 at D = 128 (254 registers, no spills; 64 spills 216 bytes), 64 at D = 64
-// (255 registers, no spills).
+// Row steps: 32 at D = 128 (252 registers, no spills; 64 spills 216 bytes), 64 at D = 64
+// (252 registers, no spills).
 cudaError_t launch_dkdv_wgmma(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
   return p.fwd.head_dim <= 64 ? launch_bucket<64, 64>(p, grid, stream) : launch_bucket<128, 32>(p, grid, stream);
 }
 
-// Key steps of 32 (254 registers at D = 128, 238 at D = 64, no spills; 64-key steps
+// Key steps of 32 (253 registers at D = 128, 238 at D = 64, no spills; 64-key steps
 // spill 488 and 80 bytes).
 cudaError_t launch_dqdr_wgmma(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
   return p.fwd.head_dim <= 64 ? launch_dqdr_bucket<64, 32>(p, grid, stream) : launch_dqdr_bucket<128, 32>(p, grid, stream);

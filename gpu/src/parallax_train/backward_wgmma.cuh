@@ -67,6 +67,22 @@ __device__ __forceinline__ void three_score_products(float (&acc0)[N / 2], float
   wgmma::fence_accumulators(acc2);
 }
 
+// An accumulator (64 x 16 KS, the forward's P layout) as register A operands for KS
+// k-steps, in hi + lo bf16 words, fenced for wgmma. k-step kk covers n-tiles 2 kk and
+// 2 kk + 1; word w of it: (row grp, cols 2q), (grp + 8, 2q), (grp, 8 + 2q), (grp + 8, 8 + 2q).
+// Register-neutral: each fp32 pair dies as its two words are made.
+template <int KS>
+__device__ __forceinline__ void split_to_operands(const float (&acc)[8 * KS], uint32_t (&hi)[KS][4],
+                                                  uint32_t (&lo)[KS][4]) {
+#pragma unroll
+  for (int kk = 0; kk < KS; ++kk) {
+#pragma unroll
+    for (int w = 0; w < 4; ++w) ptx::split2_bf16(acc[8 * kk + 2 * w], acc[8 * kk + 2 * w + 1], hi[kk][w], lo[kk][w]);
+    wgmma::fence_operands(hi[kk]);
+    wgmma::fence_operands(lo[kk]);
+  }
+}
+
 template <int kDMax_, int kRows_>
 struct WgmmaDkdvTraits {
   static constexpr int kThreads = 128;  // one warpgroup
@@ -190,22 +206,9 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     uint32_t w_hi[Traits::kRowSteps][4], w_lo[Traits::kRowSteps][4];
     uint32_t s_hi[Traits::kRowSteps][4], s_lo[Traits::kRowSteps][4];
     uint32_t t_hi[Traits::kRowSteps][4], t_lo[Traits::kRowSteps][4];
-#pragma unroll
-    for (int kk = 0; kk < Traits::kRowSteps; ++kk) {
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const int i = 8 * kk + 2 * w;  // w: (key grp, rows 2q), (grp + 8, 2q), (grp, 8 + 2q), (grp + 8, 8 + 2q)
-        split2_bf16(at[i], at[i + 1], w_hi[kk][w], w_lo[kk][w]);
-        split2_bf16(st[i], st[i + 1], s_hi[kk][w], s_lo[kk][w]);
-        split2_bf16(tt[i], tt[i + 1], t_hi[kk][w], t_lo[kk][w]);
-      }
-      wgmma::fence_operands(w_hi[kk]);
-      wgmma::fence_operands(w_lo[kk]);
-      wgmma::fence_operands(s_hi[kk]);
-      wgmma::fence_operands(s_lo[kk]);
-      wgmma::fence_operands(t_hi[kk]);
-      wgmma::fence_operands(t_lo[kk]);
-    }
+    split_to_operands(at, w_hi, w_lo);
+    split_to_operands(st, s_hi, s_lo);
+    split_to_operands(tt, t_hi, t_lo);
     wgmma::fence_accumulators(dk);
     wgmma::fence_accumulators(dv);
     wgmma::wgmma_fence();
@@ -377,22 +380,9 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     //    accumulators (rows x keys: the forward's P layout), hi + lo words; B = the K tile,
     //    MN-major: 64-column blocks kKeys * 128 bytes apart, k-step kk 16 keys (2048 bytes) on.
     uint32_t s_hi[KS][4], s_lo[KS][4], t_hi[KS][4], t_lo[KS][4], p_hi[KS][4], p_lo[KS][4];
-#pragma unroll
-    for (int kk = 0; kk < KS; ++kk) {
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-        const int i = 8 * kk + 2 * w;  // w: (row grp, keys 2q), (grp + 8, 2q), (grp, 8 + 2q), (grp + 8, 8 + 2q)
-        split2_bf16(s[i], s[i + 1], s_hi[kk][w], s_lo[kk][w]);
-        split2_bf16(t[i], t[i + 1], t_hi[kk][w], t_lo[kk][w]);
-        split2_bf16(a[i], a[i + 1], p_hi[kk][w], p_lo[kk][w]);  // one word for kbar is 18x too coarse (model)
-      }
-      wgmma::fence_operands(s_hi[kk]);
-      wgmma::fence_operands(s_lo[kk]);
-      wgmma::fence_operands(t_hi[kk]);
-      wgmma::fence_operands(t_lo[kk]);
-      wgmma::fence_operands(p_hi[kk]);
-      wgmma::fence_operands(p_lo[kk]);
-    }
+    split_to_operands(s, s_hi, s_lo);
+    split_to_operands(t, t_hi, t_lo);
+    split_to_operands(a, p_hi, p_lo);  // p in two words: one word for kbar is 18x too coarse (model)
     wgmma::fence_accumulators(dq);
     wgmma::fence_accumulators(dr);
     wgmma::wgmma_fence();
@@ -451,9 +441,10 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
       for (int e = 0; e < 2; ++e) {
         const long long col = nd * 8 + 2 * quad + e;
         if (col >= D) continue;
-        // kbar's element of (row, col): half nd / 8, element 4 (nd % 8) + 2 h + e of that half.
-        const float kb = kbar_at((nd / 8) * 32 + 4 * (nd % 8) + 2 * h + e) * inv_p;
+        // (row, col) is element i of dq and dr, and element i of kbar too (its half nd / 8
+        // holds elements 32 (nd / 8) + 4 (nd % 8) + 2 h + e = i).
         const int i = 4 * nd + 2 * h + e;
+        const float kb = kbar_at(i) * inv_p;
         p.dq[base + col] = __float2bfloat16_rn(p.scale * (dq[i] - sds * kb));
         p.dr[base + col] = __float2bfloat16_rn(dr[i] - sdt * kb);
       }
