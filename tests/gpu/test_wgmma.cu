@@ -34,6 +34,10 @@ constexpr int kM = 64;       // rows of the warpgroup's tile
 constexpr int kQkDepth = 128;  // K of the score product (head dim)
 constexpr int kKeysDepth = 64;  // K of the output product (keys; 32 for the backward's row steps)
 
+// Bytes of a 128-byte-swizzled operand: every row of a 64-column block takes 128 bytes,
+// even when fewer columns are used (a 32-deep a still spans kM full rows).
+constexpr int swizzled_bytes(int rows, int cols) { return rows * 128 * ((cols + 63) / 64); }
+
 // One 128-byte-swizzled operand: `blocks` column blocks of `rows` rows each.
 __device__ void store_swizzled(unsigned char* base, const __nv_bfloat16* src, int rows, int cols, int tid) {
   for (int i = tid; i < rows * cols; i += 128) {
@@ -53,7 +57,7 @@ __global__ void __launch_bounds__(128) wgmma_probe_kernel(const __nv_bfloat16* a
   unsigned char* smem = raw + ((1024 - raw_addr % 1024) % 1024);
   constexpr int kDepth = F == Form::qk_ss ? kQkDepth : kPvDepth;
   unsigned char* sa = smem;
-  unsigned char* sb = smem + kM * kDepth * 2;
+  unsigned char* sb = smem + swizzled_bytes(kM, kDepth);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, grp = lane / 4, quad = lane % 4;
   store_swizzled(sa, a, kM, kDepth, tid);
   if constexpr (F == Form::qk_ss) {
@@ -137,7 +141,8 @@ std::string run_case(unsigned seed) {
   cudaMemcpy(da, a.data(), a.size() * sizeof(a[0]), cudaMemcpyHostToDevice);
   cudaMemcpy(db, b.data(), b.size() * sizeof(b[0]), cudaMemcpyHostToDevice);
   cudaMemset(dd, 0xFF, kM * N * sizeof(float));  // NaN: every element must be written
-  const int smem = (kM * kDepth + kWidth * kDepth) * 2 + 1024;
+  const int smem = swizzled_bytes(kM, kDepth) +
+                   (F == Form::qk_ss ? swizzled_bytes(N, kDepth) : swizzled_bytes(kDepth, kWidth)) + 1024;
   cudaFuncSetAttribute(wgmma_probe_kernel<N, F, kPvDepth, kSkip>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                        smem);
   wgmma_probe_kernel<N, F, kPvDepth, kSkip><<<1, 128, smem>>>(da, db, dd);
