@@ -36,7 +36,7 @@ constexpr int kKeysDepth = 64;  // K of the output product (keys; 32 for the bac
 
 // Bytes of a 128-byte-swizzled operand: every row of a 64-column block takes 128 bytes,
 // even when fewer columns are used (a 32-deep a still spans kM full rows).
-constexpr int swizzled_bytes(int rows, int cols) { return rows * 128 * ((cols + 63) / 64); }
+__host__ __device__ constexpr int swizzled_bytes(int rows, int cols) { return rows * 128 * ((cols + 63) / 64); }
 
 // One 128-byte-swizzled operand: `blocks` column blocks of `rows` rows each.
 __device__ void store_swizzled(unsigned char* base, const __nv_bfloat16* src, int rows, int cols, int tid) {
