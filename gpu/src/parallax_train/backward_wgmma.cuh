@@ -16,15 +16,15 @@
 // is read K-major by the score products and MN-major by the dK/dV products (the
 // forward reads its K and V tiles the same two ways).
 //
-// The score accumulators become dS, dT and W in place, then are packed into hi + lo
-// bf16 words (all row k-steps, before the first dK/dV product is issued): packing is
-// register-neutral (each fp32 pair dies as its two words are made), which is what
-// lets dk and dv (2 x D / 2 registers a thread) stay resident next to the three score
-// accumulators.
+// The score accumulators become dS, dT and W in place, then are rounded into one bf16
+// word each (all row k-steps, before the first dK/dV product is issued; one word is
+// enough here, two are needed in dQ/dR: see step 3). Packing frees registers (each
+// fp32 pair dies as its word is made), which is what lets dk and dv (2 x D / 2
+// registers a thread) stay resident next to the three score accumulators.
 //
-// Status (both kernels): written, compiled and desk-reviewed; not yet run on a GPU (the
-// session that wrote them had no device time left). Selected only by
-// TrainBackwardArgs::kernel = TrainKernel::wgmma until the GPU lane has proven them.
+// Status (both kernels): the backward TrainKernel::automatic picks on sm_90 (D % 8 == 0,
+// D <= 128); the GPU lane checks them against the oracle with the same properties as
+// the mma.sync kernels (tests/gpu/test_parallax_train.cpp, ParallaxTrainBackwardWgmma).
 
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -80,6 +80,17 @@ __device__ __forceinline__ void split_to_operands(const float (&acc)[8 * KS], ui
     for (int w = 0; w < 4; ++w) ptx::split2_bf16(acc[8 * kk + 2 * w], acc[8 * kk + 2 * w + 1], hi[kk][w], lo[kk][w]);
     wgmma::fence_operands(hi[kk]);
     wgmma::fence_operands(lo[kk]);
+  }
+}
+
+// The same in one bf16 word per value (the dK/dV products: see dkdv_cta_wgmma, step 3).
+template <int KS>
+__device__ __forceinline__ void round_to_operands(const float (&acc)[8 * KS], uint32_t (&word)[KS][4]) {
+#pragma unroll
+  for (int kk = 0; kk < KS; ++kk) {
+#pragma unroll
+    for (int w = 0; w < 4; ++w) word[kk][w] = ptx::pack_bf16(acc[8 * kk + 2 * w], acc[8 * kk + 2 * w + 1]);
+    wgmma::fence_operands(word[kk]);
   }
 }
 
@@ -201,14 +212,16 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
       }
 
     // 3. dV += W^T dO, dK += (c dS)^T Q + dT^T R: A from the accumulators (keys x rows; row
-    //    k-step kk = n-tiles 2 kk, 2 kk + 1, the forward's P layout), hi + lo words; B MN-major:
-    //    64-column blocks kRows * 128 bytes apart, k-step kk 16 rows (2048 bytes) on.
-    uint32_t w_hi[Traits::kRowSteps][4], w_lo[Traits::kRowSteps][4];
-    uint32_t s_hi[Traits::kRowSteps][4], s_lo[Traits::kRowSteps][4];
-    uint32_t t_hi[Traits::kRowSteps][4], t_lo[Traits::kRowSteps][4];
-    split_to_operands(at, w_hi, w_lo);
-    split_to_operands(st, s_hi, s_lo);
-    split_to_operands(tt, t_hi, t_lo);
+    //    k-step kk = n-tiles 2 kk, 2 kk + 1, the forward's P layout), one bf16 word each;
+    //    B MN-major: 64-column blocks kRows * 128 bytes apart, k-step kk 16 rows (2048
+    //    bytes) on. One word, unlike dQ/dR's two: dk_j and dv_j sum their pairs' weights
+    //    with no row term to cancel against, so one rounding per weight costs what the
+    //    fp32 baseline's own bf16 rounding does (kernel numerics model: "as kernels, dK/dV
+    //    one word", worst 0.34 of the bound; the dQ/dR products need two, see there).
+    uint32_t w_op[Traits::kRowSteps][4], s_op[Traits::kRowSteps][4], t_op[Traits::kRowSteps][4];
+    round_to_operands(at, w_op);
+    round_to_operands(st, s_op);
+    round_to_operands(tt, t_op);
     wgmma::fence_accumulators(dk);
     wgmma::fence_accumulators(dv);
     wgmma::wgmma_fence();
@@ -218,12 +231,9 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
       const uint64_t dqm = wgmma::smem_desc_sw128(qs + kk * 16 * 128, lbo, 1024);
       const uint64_t drm = wgmma::smem_desc_sw128(rs + kk * 16 * 128, lbo, 1024);
       const uint64_t dgm = wgmma::smem_desc_sw128(gs + kk * 16 * 128, lbo, 1024);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dv, w_hi[kk], dgm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dv, w_lo[kk], dgm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, s_hi[kk], dqm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, s_lo[kk], dqm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, t_hi[kk], drm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, t_lo[kk], drm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dv, w_op[kk], dgm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, s_op[kk], dqm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, t_op[kk], drm, true);
     }
     wgmma::wgmma_commit();
     wgmma::wgmma_wait<0>();
