@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   FILE* js = json_path.empty() ? nullptr : std::fopen(json_path.c_str(), "w");
   if (js) std::fprintf(js, "{\"device\": \"%s\", \"results\": [", prop.name);
   std::printf("%-30s %10s %10s %10s %10s %12s %10s %12s %10s %12s\n", "shape", "fwd ms", "min ms", "max ms",
-              "TFLOP/s", "fwd+bwd ms", "TFLOP/s", "mma.sync fwd", "TFLOP/s", "f+b wgmma bwd");
+              "TFLOP/s", "fwd+bwd ms", "TFLOP/s", "mma.sync fwd", "TFLOP/s", "f+b mma.sync");
   for (size_t si = 0; si < shapes.size(); ++si) {
     const TrainShape& sh = shapes[si];
     lla::Problem p = lla::Problem::dense(sh.batch, sh.seqlen, sh.seqlen, sh.heads_q, sh.heads_kv, sh.head_dim);
@@ -159,25 +159,25 @@ int main(int argc, char** argv) {
       mma_sync_ms =
           time_graph([&](int) { lla::gpu::parallax_forward(am, st); }, 5, quick ? 3 : 10, st).median_us / 1e3;
     }
-    // Forward + backward with the wgmma backward kernels (opt-in until the lane proves them);
-    // -1 if it failed.
-    lla::gpu::TrainBackwardArgs bw = b;
-    bw.kernel = lla::gpu::TrainKernel::wgmma;
-    double wgmma_fb_ms = -1;
-    if (const auto bw_status = lla::gpu::parallax_backward(bw, st); !bw_status.ok) {
-      std::fprintf(stderr, "%s: wgmma backward: %s\n", sh.name, bw_status.message.c_str());
+    // Forward + backward with the mma.sync backward kernels (the ones automatic replaces on
+    // Hopper), same inputs, for reference; -1 if it failed.
+    lla::gpu::TrainBackwardArgs bm = b;
+    bm.kernel = lla::gpu::TrainKernel::mma_sync;
+    double mma_sync_fb_ms = -1;
+    if (const auto bm_status = lla::gpu::parallax_backward(bm, st); !bm_status.ok) {
+      std::fprintf(stderr, "%s: mma.sync backward: %s\n", sh.name, bm_status.message.c_str());
     } else if (cudaStreamSynchronize(st) != cudaSuccess) {
-      std::fprintf(stderr, "%s: wgmma backward: %s\n", sh.name, cudaGetErrorString(cudaGetLastError()));
+      std::fprintf(stderr, "%s: mma.sync backward: %s\n", sh.name, cudaGetErrorString(cudaGetLastError()));
       return 2;
     } else {
-      wgmma_fb_ms = time_graph(
-                        [&](int) {
-                          lla::gpu::parallax_forward(a, st);
-                          lla::gpu::parallax_backward(bw, st);
-                        },
-                        3, quick ? 3 : 10, st)
-                        .median_us /
-                    1e3;
+      mma_sync_fb_ms = time_graph(
+                           [&](int) {
+                             lla::gpu::parallax_forward(a, st);
+                             lla::gpu::parallax_backward(bm, st);
+                           },
+                           3, quick ? 3 : 10, st)
+                           .median_us /
+                       1e3;
     }
     const double pair_flops = 2.0 * visible_pairs(sh) * double(sh.head_dim) * double(sh.batch * sh.heads_q);
     const double tflops = 4.0 * pair_flops / (t.median_us * 1e-6) / 1e12;
@@ -185,17 +185,17 @@ int main(int argc, char** argv) {
     const double tflops_mma_sync = mma_sync_ms > 0 ? 4.0 * pair_flops / (mma_sync_ms * 1e-3) / 1e12 : 0.0;
     std::printf("%-30s %10.3f %10.3f %10.3f %10.1f %12.3f %10.1f %12.3f %10.1f %12.3f\n", sh.name, t.median_us / 1e3,
                 t.min_us / 1e3, t.max_us / 1e3, tflops, tb.median_us / 1e3, tflops_fb, mma_sync_ms, tflops_mma_sync,
-                wgmma_fb_ms);
+                mma_sync_fb_ms);
     if (js) {
       std::fprintf(js,
                    "%s{\"shape\": \"%s\", \"batch\": %lld, \"seqlen\": %lld, \"heads_q\": %lld, \"heads_kv\": %lld, "
                    "\"head_dim\": %lld, \"causal\": %s, \"window\": %lld, \"fwd_median_ms\": %.4f, "
                    "\"fwd_min_ms\": %.4f, \"fwd_max_ms\": %.4f, \"fwd_TFLOPs\": %.2f, \"fwdbwd_median_ms\": %.4f, "
                    "\"fwdbwd_TFLOPs\": %.2f, \"fwd_mma_sync_median_ms\": %.4f, \"fwd_mma_sync_TFLOPs\": %.2f, "
-                   "\"fwdbwd_wgmma_median_ms\": %.4f}",
+                   "\"fwdbwd_mma_sync_median_ms\": %.4f}",
                    si ? ", " : "", sh.name, sh.batch, sh.seqlen, sh.heads_q, sh.heads_kv, sh.head_dim,
                    sh.causal ? "true" : "false", sh.window, t.median_us / 1e3, t.min_us / 1e3, t.max_us / 1e3, tflops,
-                   tb.median_us / 1e3, tflops_fb, mma_sync_ms, tflops_mma_sync, wgmma_fb_ms);
+                   tb.median_us / 1e3, tflops_fb, mma_sync_ms, tflops_mma_sync, mma_sync_fb_ms);
     }
     for (void* ptr : {static_cast<void*>(q), static_cast<void*>(r), static_cast<void*>(k), static_cast<void*>(v),
                       static_cast<void*>(o), static_cast<void*>(vbar), static_cast<void*>(o_lo),

@@ -152,11 +152,11 @@ const __nv_bfloat16* bf16_in(const T* ptr) {
   return static_cast<const __nv_bfloat16*>(static_cast<const void*>(ptr));
 }
 
-// TrainKernel::automatic takes the wgmma forward where it runs (compute capability 9.0
-// exactly: sm_90a code loads nowhere else) and applies (D % 8 == 0, key counts below
-// its 32-bit limit); the mma.sync forward otherwise. An explicit wgmma request is
-// checked by the caller instead, with a message.
-bool forward_uses_wgmma(TrainKernel kernel, long long head_dim, long long max_k) {
+// TrainKernel::automatic takes the wgmma kernels (forward, and backward) where they run
+// (compute capability 9.0 exactly: sm_90a code loads nowhere else) and apply (D % 8 == 0,
+// key counts below the forward's 32-bit limit); the mma.sync ones otherwise. An explicit
+// wgmma request is checked by the caller instead, with a message.
+bool uses_wgmma(TrainKernel kernel, long long head_dim, long long max_k) {
   if (kernel != TrainKernel::automatic) return kernel == TrainKernel::wgmma;
   if (head_dim % 8 != 0 || max_k > INT32_MAX - 256) return false;
   int device = 0, major = 0, minor = 0;
@@ -196,7 +196,7 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   if (m_blocks > INT32_MAX || pr.heads_q > 65535 || ext.sequences > 65535) {
     return refuse("grid too large (sequence length, heads or batch)");
   }
-  const bool use_wgmma = train::forward_uses_wgmma(a.kernel, pr.head_dim, ext.max_k);
+  const bool use_wgmma = train::uses_wgmma(a.kernel, pr.head_dim, ext.max_k);
   if (use_wgmma && ext.max_k > INT32_MAX - 256) {
     return refuse("the wgmma kernel takes at most 2^31 - 257 keys per sequence");
   }
@@ -292,8 +292,11 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
                        static_cast<unsigned>(ext.sequences));
   const dim3 dqdr_grid(static_cast<unsigned>(std::max(1LL, m_blocks)), static_cast<unsigned>(pr.heads_q),
                        static_cast<unsigned>(ext.sequences));
-  const cudaError_t e =
-      train::dispatch<train::BackwardLaunch>(pr.head_dim, p, dkdv_grid, dqdr_grid, a.kernel == TrainKernel::wgmma, s);
+  const bool use_wgmma = train::uses_wgmma(a.kernel, pr.head_dim, ext.max_k);
+  if (use_wgmma && ext.max_k > INT32_MAX - 256) {
+    return refuse("the wgmma kernels take at most 2^31 - 257 keys per sequence");
+  }
+  const cudaError_t e = train::dispatch<train::BackwardLaunch>(pr.head_dim, p, dkdv_grid, dqdr_grid, use_wgmma, s);
   if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));
   return Status{};
 }

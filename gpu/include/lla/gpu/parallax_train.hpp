@@ -86,9 +86,9 @@ struct TrainBackwardArgs {
   const int32_t* cu_seqlens_k = nullptr;  // device, varlen only (null = same as q)
   void* workspace = nullptr;              // >= train_backward_workspace_bytes(problem)
   size_t workspace_bytes = 0;
-  // The dK/dV and dQ/dR kernels: automatic and mma_sync take the mma.sync ones (proven);
-  // wgmma the Hopper ones (D % 8 == 0; not yet run on a GPU: opt-in until the GPU lane
-  // proves them).
+  // The dK/dV and dQ/dR kernels: automatic takes the Hopper (wgmma) ones on compute
+  // capability 9.0 where D % 8 == 0 and the mma.sync ones otherwise; mma_sync and wgmma
+  // force one (wgmma refuses D % 8 != 0).
   TrainKernel kernel = TrainKernel::automatic;
 };
 
