@@ -222,7 +222,8 @@ struct BackwardScheme {
   int saved_words;       // o and vbar as stored: 1 (bf16), 2 (bf16 hi + lo, the kernels), 0 (fp32)
   bool centred = false;  // dq, dr against keys centred on kbar = sum_j p_j k_j (see below)
   int fwd_p1_words = 0;  // o, vbar from: 0 the exact forward; 1, 2 the kernels' forward with P1 in so many words
-  int dkdv_words = 0;    // bf16 words per c dS, dT, W in the dK/dV products (0: `words`)
+  int dk_words = 0;      // bf16 words per c dS, dT in the dK products (0: `words`)
+  int dv_words = 0;      // bf16 words per W in the dV products (0: `words`)
 };
 
 constexpr BackwardScheme kBwdOneWord{"one word, bf16 o/vbar", 1, 1};
@@ -236,12 +237,15 @@ constexpr BackwardScheme kBwdKernelsOneWordState{"centred, P1 1w, o/vbar bf16", 
 // The mma.sync kernels: the forward sends P1 in two words and saves o, vbar as hi + lo
 // words; every backward product takes its weights in two words.
 constexpr BackwardScheme kBwdKernels{"centred, P1 2w, o/vbar hi+lo (kernels)", 2, 2, true, 2};
-// The wgmma kernels: the same with c dS, dT and W in one word in the dK and dV
-// products (dQ, dR and kbar keep two). dq_i = sum_j dS_ij k_j cancels across
-// near-duplicate keys (sum_j dS_ij = 0), which amplifies its weights' rounding; dk_j
-// and dv_j sum over rows, where no such identity holds, and one word per weight stays
-// within the rule (worst 0.34 of the bound).
-constexpr BackwardScheme kBwdKernelsDkdvOneWord{"as kernels, dK/dV one word (wgmma)", 2, 2, true, 2, 1};
+// The wgmma kernels: the same with c dS and dT in one word in the dK products (dQ, dR,
+// kbar and dV keep two). dq_i = sum_j dS_ij k_j cancels across near-duplicate keys
+// (sum_j dS_ij = 0), which amplifies its weights' rounding; dk_j sums over rows, where
+// no such identity holds, and one word per weight stays within the rule (worst 0.34
+// of the bound).
+constexpr BackwardScheme kBwdWgmma{"as kernels, dK one word (wgmma)", 2, 2, true, 2, 1, 2};
+// W in one word too is also within the rule, but dv's max-norm error grows to 1.6x
+// the fp32 baseline's (WgmmaDkdvWordsAgainstTheBaseline).
+constexpr BackwardScheme kBwdDkdvOneWord{"as kernels, dK/dV one word", 2, 2, true, 2, 1, 1};
 
 oracle::Gradients<double> model_backward(const Problem& p, const oracle::AttentionInputs<double>& in,
                                          const Tensor4<double>& g, const BackwardScheme& w) {
@@ -283,13 +287,14 @@ oracle::Gradients<double> model_backward(const Problem& p, const oracle::Attenti
           const double t = f32(rk), a = f32(gv);
           const double pr = f32(std::exp2(f32(f32(f32(qk) * scale_log2) - lse2)));
           const double spread = f32(tbar - t);
-          const int kv_words = w.dkdv_words > 0 ? w.dkdv_words : w.words;
+          const int dk_words = w.dk_words > 0 ? w.dk_words : w.words;
+          const int dv_words = w.dv_words > 0 ? w.dv_words : w.words;
           const double ds = in_bf16_words(f32(pr * f32(f32(a - t_dot) + f32(spread * f32(a - b_dot)))), w.words);
           const double dt = in_bf16_words(f32(-pr * f32(a - b_dot)), w.words);
-          const double dt_kv = in_bf16_words(f32(-pr * f32(a - b_dot)), kv_words);
-          const double wt = in_bf16_words(f32(pr * f32(1.0 + spread)), kv_words);
+          const double dt_kv = in_bf16_words(f32(-pr * f32(a - b_dot)), dk_words);
+          const double wt = in_bf16_words(f32(pr * f32(1.0 + spread)), dv_words);
           const double ds_c = in_bf16_words(f32(f32(pr * f32(f32(a - t_dot) + f32(spread * f32(a - b_dot)))) * c),
-                                            kv_words);
+                                            dk_words);
           sum_ds = f32(sum_ds + ds);
           sum_dt = f32(sum_dt + dt);
           for (int64_t d = 0; d < D; ++d) {
@@ -373,11 +378,11 @@ double worst_backward_ratio(const BackwardScheme& w, Magnitude mag) {
 TEST(KernelNumerics, BackwardWeightsAgainstTheBaselineRule) {
   std::printf("%-40s %-20s %12s\n", "backward dS, dT, W", "inputs", "err/bound");
   for (const BackwardScheme* w : {&kBwdOneWord, &kBwdTwoWords, &kBwdThreeWords, &kBwdTwoWordsF32, &kBwdThreeWordsF32,
-                                  &kBwdTwoWordsCentred, &kBwdKernelsOneWordState, &kBwdKernels, &kBwdKernelsDkdvOneWord}) {
+                                  &kBwdTwoWordsCentred, &kBwdKernelsOneWordState, &kBwdKernels, &kBwdWgmma, &kBwdDkdvOneWord}) {
     for (Magnitude mag : kMagnitudes) {
       const double r = worst_backward_ratio(*w, mag);
       std::printf("%-40s %-20s %12.3f\n", w->name, to_string(mag), r);
-      if (w == &kBwdKernels || w == &kBwdKernelsDkdvOneWord) {
+      if (w == &kBwdKernels || w == &kBwdWgmma) {
         EXPECT_LE(r, 1.0) << w->name << " on " << to_string(mag);
       }
     }
@@ -401,9 +406,46 @@ TEST(KernelNumerics, BackwardTwoKeyRowsNeedTheSavedResiduals) {
     return m;
   };
   EXPECT_LE(worst(kBwdKernels), 1.0);
-  EXPECT_LE(worst(kBwdKernelsDkdvOneWord), 1.0);
+  EXPECT_LE(worst(kBwdWgmma), 1.0);
   EXPECT_GT(worst(kBwdKernelsOneWordState), 1.0);  // the scheme the lane caught
   EXPECT_GT(worst(kBwdTwoWordsCentred), 1.0);       // exact forward, o and vbar in bf16: still fails
+}
+
+// The rule bounds the error against c x the baseline's; the accuracy target is
+// a max-norm relative error (median <= 4e-3 over its cases). On the GPU target's cases
+// (tests/gpu/test_parallax_train.cpp, backward_max_norm_target: same shapes, seeds and
+// inputs; the model reproduces the kernels' printed errors to the digit), the wgmma
+// scheme's worst gradient stays within 1.25x the fp32 baseline's (rounded to bf16);
+// W in one word as well puts dv at 1.65x (4.5e-3 against 2.7e-3, D = 128 causal),
+// which is why the dV products keep two words.
+TEST(KernelNumerics, WgmmaDkdvWordsAgainstTheBaseline) {
+  auto worst_rel = [](const BackwardCase& c, const auto& g) {
+    auto rel = [](const Tensor4<double>& want, const auto& have) {
+      Tensor4<double> h(want.shape());
+      for (int64_t n = 0; n < h.size(); ++n) h.data()[n] = bf16(static_cast<double>(have.data()[n]));
+      return max_norm_relative_error(h, want);
+    };
+    return std::max({rel(c.ref.dq, g.dq), rel(c.ref.dr, g.dr), rel(c.ref.dk, g.dk), rel(c.ref.dv, g.dv)});
+  };
+  double one_word_worst = 0;
+  for (int64_t d : {64, 128}) {
+    for (bool causal : {true, false}) {
+      Problem p = Problem::dense(1, 384, 384, 4, 2, d);
+      p.causal = causal;
+      const uint64_t seed = static_cast<uint64_t>(d * 10 + causal + 3);
+      const BackwardCase c = backward_case(p, seed, seed, Magnitude::rms_normed);
+      const double base = worst_rel(c, c.base);
+      const double wgmma = worst_rel(c, model_backward(c.p, c.in, c.g, kBwdWgmma));
+      const double one_word = worst_rel(c, model_backward(c.p, c.in, c.g, kBwdDkdvOneWord));
+      std::printf("D=%-4lld %-11s max-norm rel. error, worst gradient: fp32 baseline %.3e, wgmma %.3e (%.2fx), "
+                  "dK/dV one word %.3e (%.2fx)\n",
+                  static_cast<long long>(d), causal ? "causal" : "non-causal", base, wgmma, wgmma / base, one_word,
+                  one_word / base);
+      EXPECT_LE(wgmma, 1.25 * base) << p.describe();
+      one_word_worst = std::max(one_word_worst, one_word / base);
+    }
+  }
+  EXPECT_GT(one_word_worst, 1.25);  // the comparison can fail: W in one word does
 }
 
 // The model can fail: with one bf16 word per weight and no shift (what public
