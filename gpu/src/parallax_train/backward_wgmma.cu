@@ -39,7 +39,7 @@ cudaError_t launch_bucket(const BackwardParams& p, dim3 grid, cudaStream_t strea
 
 }  // namespace
 
-// Row steps: 32 at D = 128 (244 registers, no spills; 64 spills 164 bytes: the three
+// Row steps: 32 at D = 128 (246 registers, no spills; 64 spills: the three
 // 64 x 64 score accumulators and dk, dv take 224 of 255), 64 at D = 64 (250 registers,
 // no spills).
 cudaError_t launch_dkdv_wgmma(const BackwardParams& p, dim3 grid, cudaStream_t stream) {
