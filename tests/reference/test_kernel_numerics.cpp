@@ -10,7 +10,9 @@
 // weights rounded to 1, 2 or 3 bf16 words (the tensor cores multiply those exactly
 // and accumulate in fp32); the final combination in fp32, the output in bf16. It
 // does not model the order of the tensor cores' fp32 additions (a second-order
-// effect next to the weight rounding it is about).
+// effect next to the weight rounding it is about). Every scheme can also run in fp16
+// (inputs, words and outputs, with fp16's range), which answers the same questions
+// for fp16 kernels before they are written (Fp16SharesTheDesignButNotTheRange).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -34,22 +36,25 @@ namespace {
 double f32(double x) { return static_cast<double>(static_cast<float>(x)); }
 double bf16(double x) { return round_to(Precision::bf16, x); }
 
-// x as the sum of `words` bf16 words, each the rounding of what the previous left.
-double in_bf16_words(double x, int words) {
+// x as the sum of `words` words of a 16-bit format (bf16 or fp16, with its range:
+// overflow to infinity, subnormals), each the rounding of what the previous left.
+double in_words(double x, int words, Precision word) {
   double sum = 0, rest = f32(x);
   for (int w = 0; w < words; ++w) {
-    const double part = bf16(rest);
+    const double part = round_to(word, rest);
     sum += part;
     rest = f32(rest - part);
   }
   return sum;
 }
+double in_bf16_words(double x, int words) { return in_words(x, words, Precision::bf16); }
 
 struct WeightScheme {
   const char* name;
   bool shift;     // P2 = P1 (t - kappa), kappa = the first tile's weighted mean of t
   int p1_words;   // bf16 words per P1 weight
   int p2_words;   // bf16 words per P2 weight
+  Precision word = Precision::bf16;  // the inputs', the weights' words' and the output's format
 };
 
 constexpr WeightScheme kPublic{"public: P1, P2 one word, no shift", false, 1, 1};
@@ -118,8 +123,8 @@ Tensor4<double> model_forward(const Problem& p, const oracle::AttentionInputs<do
             double a1 = f32(o1[static_cast<size_t>(d)] * alpha), a2 = f32(o2[static_cast<size_t>(d)] * alpha);
             for (int64_t e = 0; e < n; ++e) {
               const double vd = in.v(seq.batch, j0 + e, g, d);
-              a1 = f32(a1 + in_bf16_words(s[static_cast<size_t>(e)], w.p1_words) * vd);
-              a2 = f32(a2 + in_bf16_words(t[static_cast<size_t>(e)], w.p2_words) * vd);
+              a1 = f32(a1 + in_words(s[static_cast<size_t>(e)], w.p1_words, w.word) * vd);
+              a2 = f32(a2 + in_words(t[static_cast<size_t>(e)], w.p2_words, w.word) * vd);
             }
             o1[static_cast<size_t>(d)] = a1;
             o2[static_cast<size_t>(d)] = a2;
@@ -153,8 +158,8 @@ Judged judge_model(const Problem& p, const oracle::AttentionInputs<double>& in, 
   const auto ref = oracle::parallax_forward(p, in);
   const auto base = oracle::parallax_forward(p, oracle::cast_inputs<float>(in));
   Tensor4<double> got = model_forward(p, in, w, tile_keys);
-  for (auto& x : got) x = bf16(x);
-  return Judged{baseline_rule(got, ref.o, base.o, Precision::bf16).ratio(), max_norm_relative_error(got, ref.o)};
+  for (auto& x : got) x = round_to(w.word, x);
+  return Judged{baseline_rule(got, ref.o, base.o, w.word).ratio(), max_norm_relative_error(got, ref.o)};
 }
 
 constexpr double kKeyOffset = 2.0;  // per coordinate: |t| grows by about 2 sum|r_d|, o is unchanged
@@ -174,7 +179,7 @@ Judged worst_case(const WeightScheme& w, Magnitude mag, double key_offset = 0) {
     auto in = make_inputs<double>(p, static_cast<uint64_t>(d) + 11, mag);
     for (auto& e : in.k) e += key_offset;
     for (auto* tensor : {&in.q, &in.k, &in.v, &in.r})
-      for (auto& e : *tensor) e = bf16(e);
+      for (auto& e : *tensor) e = round_to(w.word, e);
     const Judged j = judge_model(p, in, w, 16);
     worst.ratio = std::max(worst.ratio, j.ratio);
     worst.rel_err = std::max(worst.rel_err, j.rel_err);
@@ -224,6 +229,7 @@ struct BackwardScheme {
   int fwd_p1_words = 0;  // o, vbar from: 0 the exact forward; 1, 2 the kernels' forward with P1 in so many words
   int dk_words = 0;      // bf16 words per c dS, dT in the dK products (0: `words`)
   int dv_words = 0;      // bf16 words per W in the dV products (0: `words`)
+  Precision word = Precision::bf16;  // the format of every word, the inputs and the gradients
 };
 
 constexpr BackwardScheme kBwdOneWord{"one word, bf16 o/vbar", 1, 1};
@@ -251,13 +257,16 @@ oracle::Gradients<double> model_backward(const Problem& p, const oracle::Attenti
                                          const Tensor4<double>& g, const BackwardScheme& w) {
   auto fwd = oracle::parallax_forward(p, in);
   if (w.fwd_p1_words > 0) {
-    fwd.o = model_forward(p, in, w.fwd_p1_words == 2 ? kShiftTwo : kShiftP2Two, 64, &fwd.vbar);
+    WeightScheme f = w.fwd_p1_words == 2 ? kShiftTwo : kShiftP2Two;
+    f.word = w.word;
+    fwd.o = model_forward(p, in, f, 64, &fwd.vbar);
   }
   const int64_t D = p.head_dim;
   const double c = p.softmax_scale(), scale_log2 = f32(c * 1.4426950408889634);
   oracle::Gradients<double> out{Tensor4<double>(in.q.shape()), Tensor4<double>(in.k.shape()),
                                 Tensor4<double>(in.k.shape()), Tensor4<double>(in.q.shape())};
-  auto saved = [&](double x) { return w.saved_words > 0 ? in_bf16_words(f32(x), w.saved_words) : f32(x); };
+  auto words = [&](double x, int n) { return in_words(x, n, w.word); };
+  auto saved = [&](double x) { return w.saved_words > 0 ? words(f32(x), w.saved_words) : f32(x); };
   for (const Sequence& seq : p.sequences()) {
     for (int64_t h = 0; h < p.heads_q; ++h) {
       const int64_t kv = p.kv_head(h);
@@ -289,17 +298,16 @@ oracle::Gradients<double> model_backward(const Problem& p, const oracle::Attenti
           const double spread = f32(tbar - t);
           const int dk_words = w.dk_words > 0 ? w.dk_words : w.words;
           const int dv_words = w.dv_words > 0 ? w.dv_words : w.words;
-          const double ds = in_bf16_words(f32(pr * f32(f32(a - t_dot) + f32(spread * f32(a - b_dot)))), w.words);
-          const double dt = in_bf16_words(f32(-pr * f32(a - b_dot)), w.words);
-          const double dt_kv = in_bf16_words(f32(-pr * f32(a - b_dot)), dk_words);
-          const double wt = in_bf16_words(f32(pr * f32(1.0 + spread)), dv_words);
-          const double ds_c = in_bf16_words(f32(f32(pr * f32(f32(a - t_dot) + f32(spread * f32(a - b_dot)))) * c),
-                                            dk_words);
+          const double ds = words(f32(pr * f32(f32(a - t_dot) + f32(spread * f32(a - b_dot)))), w.words);
+          const double dt = words(f32(-pr * f32(a - b_dot)), w.words);
+          const double dt_kv = words(f32(-pr * f32(a - b_dot)), dk_words);
+          const double wt = words(f32(pr * f32(1.0 + spread)), dv_words);
+          const double ds_c = words(f32(f32(pr * f32(f32(a - t_dot) + f32(spread * f32(a - b_dot)))) * c), dk_words);
           sum_ds = f32(sum_ds + ds);
           sum_dt = f32(sum_dt + dt);
           for (int64_t d = 0; d < D; ++d) {
             auto& kb = kbar[static_cast<size_t>(d)];
-            kb = f32(kb + in_bf16_words(pr, 2) * in.k(seq.batch, j, kv, d));  // two words, as the kernel
+            kb = f32(kb + words(pr, 2) * in.k(seq.batch, j, kv, d));  // two words, as the kernel
             out.dq(seq.batch, l, h, d) += ds * in.k(seq.batch, j, kv, d);
             out.dr(seq.batch, l, h, d) += dt * in.k(seq.batch, j, kv, d);
             out.dk(seq.batch, j, kv, d) += ds_c * in.q(seq.batch, l, h, d) + dt_kv * in.r(seq.batch, l, h, d);
@@ -316,10 +324,10 @@ oracle::Gradients<double> model_backward(const Problem& p, const oracle::Attenti
     }
   }
   // The tensor cores' fp32 accumulation is not modelled (second order); dq takes c
-  // at the end, every gradient is stored in bf16.
-  for (auto& x : out.dq) x = bf16(f32(f32(x) * c));
+  // at the end, every gradient is stored in the input format.
+  for (auto& x : out.dq) x = round_to(w.word, f32(f32(x) * c));
   for (auto* t : {&out.dr, &out.dk, &out.dv})
-    for (auto& x : *t) x = bf16(f32(x));
+    for (auto& x : *t) x = round_to(w.word, f32(x));
   return out;
 }
 
@@ -333,12 +341,13 @@ struct BackwardCase {
   oracle::Gradients<float> base;
 };
 
-BackwardCase backward_case(const Problem& p, uint64_t input_seed, uint64_t dout_seed, Magnitude mag) {
+BackwardCase backward_case(const Problem& p, uint64_t input_seed, uint64_t dout_seed, Magnitude mag,
+                           Precision word = Precision::bf16) {
   auto in = make_inputs<double>(p, input_seed, mag);
   for (auto* tensor : {&in.q, &in.k, &in.v, &in.r})
-    for (auto& e : *tensor) e = bf16(e);
+    for (auto& e : *tensor) e = round_to(word, e);
   auto g = make_dout<double>(p, dout_seed);
-  for (auto& e : g) e = bf16(e);
+  for (auto& e : g) e = round_to(word, e);
   auto ref = oracle::parallax_backward(p, in, g);
   Tensor4<float> g32(g.shape());
   for (int64_t n = 0; n < g.size(); ++n) g32.data()[n] = static_cast<float>(g.data()[n]);
@@ -349,8 +358,8 @@ BackwardCase backward_case(const Problem& p, uint64_t input_seed, uint64_t dout_
 // err/bound of the scheme's dq, dr, dk, dv on one case.
 std::array<double, 4> backward_ratios(const BackwardCase& c, const BackwardScheme& w) {
   const auto got = model_backward(c.p, c.in, c.g, w);
-  auto ratio = [](const Tensor4<double>& want, const Tensor4<float>& b32, const Tensor4<double>& have) {
-    return baseline_rule(have, want, b32, Precision::bf16).ratio();
+  auto ratio = [&w](const Tensor4<double>& want, const Tensor4<float>& b32, const Tensor4<double>& have) {
+    return baseline_rule(have, want, b32, w.word).ratio();
   };
   return {ratio(c.ref.dq, c.base.dq, got.dq), ratio(c.ref.dr, c.base.dr, got.dr), ratio(c.ref.dk, c.base.dk, got.dk),
           ratio(c.ref.dv, c.base.dv, got.dv)};
@@ -360,7 +369,7 @@ std::array<double, 4> backward_ratios(const BackwardCase& c, const BackwardSchem
 double worst_backward_ratio(const BackwardScheme& w, Magnitude mag) {
   double worst = 0;
   for (int64_t d : {64, 128}) {
-    const auto r = backward_ratios(backward_case(Problem::dense(1, 96, 96, 2, 1, d), d + 17, 3, mag), w);
+    const auto r = backward_ratios(backward_case(Problem::dense(1, 96, 96, 2, 1, d), d + 17, 3, mag, w.word), w);
     if (std::getenv("LLA_NUMERICS_DETAIL")) {
       std::printf("    D=%lld dq %.3g dr %.3g dk %.3g dv %.3g\n", static_cast<long long>(d), r[0], r[1], r[2], r[3]);
     }
@@ -446,6 +455,61 @@ TEST(KernelNumerics, WgmmaDkdvWordsAgainstTheBaseline) {
     }
   }
   EXPECT_GT(one_word_worst, 1.25);  // the comparison can fail: W in one word does
+}
+
+// --- fp16 ------------------------------------------------------------------------
+// The same schemes with fp16 inputs, words and outputs, judged by the fp16 rule.
+// fp16 has three more significand bits than bf16 but five fewer exponent bits: a
+// lo word of a small weight is subnormal (its relative precision falls off below
+// 2^-14), and a P2 = P1 (t - kappa) weight overflows past 65504.
+template <class Scheme>
+Scheme in_fp16(Scheme w) {
+  w.word = Precision::fp16;
+  return w;
+}
+
+// The kernels' schemes carry over to fp16 word for word: the forward's (shift, P1 in
+// one or two words, P2 in two) and the backward's (both kernels) pass the fp16 rule on
+// every input class, rows with two keys included, and so do the saved o and vbar as
+// hi + lo fp16 words. The one fp16 hazard is range: the decode scheme sends P2 = P1 t
+// unshifted, and once |t| passes 65504 (rms-normed keys offset by 8192 in every
+// coordinate: t ~ 1e5, which bf16 and the fp32 baseline carry) its words overflow to
+// infinity. An fp16 tensor-core decode must shift t by a per-row kappa as the training
+// forward does (the decode's fp16 path today runs on CUDA cores in fp32: no P2 words).
+TEST(KernelNumerics, Fp16SharesTheDesignButNotTheRange) {
+  constexpr double kFarOffset = 8192;
+  std::printf("%-46s %-24s %12s %12s\n", "fp16 weights", "inputs", "err/bound", "max-norm err");
+  auto forward = [](const WeightScheme& w, Magnitude mag, double off, const char* what) {
+    const Judged j = worst_case(w, mag, off);
+    std::printf("%-46s %-24s %12.3f %12.3e\n", w.name, what, j.ratio, j.rel_err);
+    return j.ratio;
+  };
+  for (const WeightScheme* used : {&kShiftP2Two, &kShiftTwo, &kDecode}) {
+    const WeightScheme w = in_fp16(*used);
+    for (Magnitude mag : kMagnitudes) EXPECT_LE(forward(w, mag, 0, to_string(mag)), 1.0) << w.name;
+    EXPECT_LE(forward(w, Magnitude::rms_normed, kKeyOffset, "rms_normed + offset 2"), 1.0) << w.name;
+    const double far = forward(w, Magnitude::rms_normed, kFarOffset, "rms_normed + offset 8192");
+    if (used == &kDecode) {
+      EXPECT_FALSE(far <= 1.0) << "unshifted P2 in fp16 words should overflow at |t| ~ 1e5";
+    } else {
+      EXPECT_LE(far, 1.0) << w.name;
+    }
+  }
+  for (const BackwardScheme* used : {&kBwdKernels, &kBwdWgmma}) {
+    const BackwardScheme w = in_fp16(*used);
+    for (Magnitude mag : kMagnitudes) {
+      const double r = worst_backward_ratio(w, mag);
+      std::printf("%-46s %-24s %12.3f\n", w.name, to_string(mag), r);
+      EXPECT_LE(r, 1.0) << w.name << " on " << to_string(mag);
+    }
+    Problem p = Problem::dense(1, 2, 2, 1, 1, 64);
+    p.causal = true;
+    p.window = 3;
+    const auto r = backward_ratios(backward_case(p, 1, 1, Magnitude::normal, Precision::fp16), w);
+    const double worst = *std::max_element(r.begin(), r.end());
+    std::printf("%-46s %-24s %12.3f\n", w.name, "two-key rows", worst);
+    EXPECT_LE(worst, 1.0) << w.name << " on two-key rows";
+  }
 }
 
 // The model can fail: with one bf16 word per weight and no shift (what public
