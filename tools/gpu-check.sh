@@ -67,9 +67,10 @@ st[sass]=$(cuobjdump --list-elf build/gpu/tests/test_gpu_parallax_decode 2>/dev/
 # The wgmma building blocks must assemble to HGMMA (not a fallback): count them in the SASS.
 st[hgmma]="$(cuobjdump -sass build/gpu/tests/test_gpu_wgmma 2>/dev/null | grep -c HGMMA) HGMMA instructions in test_gpu_wgmma (sm_90a)"
 
-# 3. tests, skips are failures
+# 3. tests, skips are failures; four processes at a time on the one GPU (independent binaries,
+#    bitwise checks do not depend on what else runs; the largest case takes about 9 GB)
 rc_cases=$([[ $quick == 1 ]] && echo 20 || echo 100)
-if LLA_REQUIRE_GPU=1 RC_PARAMS="max_success=$rc_cases" ctest --test-dir build/gpu -L gpu --output-on-failure \
+if LLA_REQUIRE_GPU=1 RC_PARAMS="max_success=$rc_cases" ctest --test-dir build/gpu -L gpu -j 4 --output-on-failure \
      >"$out/tests.log" 2>&1; then
   st[tests]="passed: $(grep -Eo '[0-9]+% tests passed.*' "$out/tests.log" | head -1)"
 else
@@ -83,26 +84,38 @@ grep -E "tests passed|Failed|Skipped|device:" "$out/tests.log" | head -20
 { echo "=== accuracy (max-norm relative error vs the fp64 oracle)"; cat "$out/accuracy.tmp"; } >>"$out/tests.log"
 rm -f "$out/accuracy.tmp"
 
-# 4. compute-sanitizer, small case counts; the 2^31 test is excluded (its 8 GB under memcheck is too slow)
+# 4. compute-sanitizer, small case counts; the 2^31 test is excluded (its 8 GB under memcheck is too slow).
+# The four tools run at the same time (one process each, the test binaries in turn): they
+# share the GPU, and the lane's wall time is the slowest tool's rather than the sum.
+sanitize_with() {  # tool -> $out/sanitizer.$tool.{log,verdict}
+  local tool=$1 ok=1 tests_ok=1 t summary tmp="$out/sanitizer.$1.tmp"
+  : >"$out/sanitizer.$tool.log"
+  for t in test_gpu_device test_gpu_parallax_decode test_gpu_parallax_train test_gpu_wgmma; do
+    RC_PARAMS="max_success=4" LLA_REQUIRE_GPU=1 timeout 600 compute-sanitizer --tool "$tool" --error-exitcode=1 \
+      "build/gpu/tests/$t" --gtest_filter=-*SixtyFourBit* >"$tmp" 2>&1 || tests_ok=0
+    # The exit code mixes the tool's findings with the tests' own failures: the tool's
+    # verdict is its summary line (missing: it did not finish, which counts as errors).
+    summary=$(grep -E "(ERROR|RACECHECK) SUMMARY" "$tmp")
+    if [[ -z "$summary" ]] ||
+       grep -qvE "ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards displayed \(0 errors, 0 warnings\)" <<<"$summary"; then
+      ok=0
+    fi
+    { echo "=== $tool $t"; grep -E "=========|PASSED|FAILED" "$tmp" | head -60; } >>"$out/sanitizer.$tool.log"
+  done
+  rm -f "$tmp"
+  if [[ $ok == 0 ]]; then echo "ERRORS (see sanitizers.log)"
+  elif [[ $tests_ok == 0 ]]; then echo "clean, but tests failed under it (see sanitizers.log)"
+  else echo "clean"; fi >"$out/sanitizer.$tool.verdict"
+}
 if [[ $sanitize == 1 ]]; then
-  for tool in memcheck racecheck initcheck synccheck; do
-    ok=1 tests_ok=1
-    for t in test_gpu_device test_gpu_parallax_decode test_gpu_parallax_train test_gpu_wgmma; do
-      RC_PARAMS="max_success=4" LLA_REQUIRE_GPU=1 timeout 600 compute-sanitizer --tool "$tool" --error-exitcode=1 \
-        "build/gpu/tests/$t" --gtest_filter=-*SixtyFourBit* >"$out/sanitizer.tmp" 2>&1 || tests_ok=0
-      # The exit code mixes the tool's findings with the tests' own failures: the tool's
-      # verdict is its summary line (missing: it did not finish, which counts as errors).
-      summary=$(grep -E "(ERROR|RACECHECK) SUMMARY" "$out/sanitizer.tmp")
-      if [[ -z "$summary" ]] ||
-         grep -qvE "ERROR SUMMARY: 0 errors|RACECHECK SUMMARY: 0 hazards displayed \(0 errors, 0 warnings\)" <<<"$summary"; then
-        ok=0
-      fi
-      { echo "=== $tool $t"; grep -E "=========|PASSED|FAILED" "$out/sanitizer.tmp" | head -60; } >>"$out/sanitizers.log"
-    done
-    rm -f "$out/sanitizer.tmp"
-    if [[ $ok == 0 ]]; then st[$tool]="ERRORS (see sanitizers.log)"
-    elif [[ $tests_ok == 0 ]]; then st[$tool]="clean, but tests failed under it (see sanitizers.log)"
-    else st[$tool]="clean"; fi
+  tools=(memcheck racecheck initcheck synccheck)
+  for tool in "${tools[@]}"; do sanitize_with "$tool" & done
+  wait
+  : >"$out/sanitizers.log"
+  for tool in "${tools[@]}"; do
+    cat "$out/sanitizer.$tool.log" >>"$out/sanitizers.log"
+    st[$tool]=$(cat "$out/sanitizer.$tool.verdict" 2>/dev/null || echo "ERRORS (no verdict: the run did not finish)")
+    rm -f "$out/sanitizer.$tool.log" "$out/sanitizer.$tool.verdict"
     echo "compute-sanitizer $tool: ${st[$tool]}"
   done
 fi
