@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "gpu/device_buffer.hpp"
+#include "gpu/accuracy_log.hpp"
 #include "gpu/gpu_gate.hpp"
 #include "lla/gpu/parallax_decode.hpp"
 #include "lla/inputs.hpp"
@@ -287,12 +288,12 @@ TEST(ParallaxDecode, MaxNormErrorMeetsThePublishedLevel) {
       for (int64_t i = 0; i < got.size(); ++i) got.data()[i] = value_of(c.dtype, run.o[static_cast<size_t>(i)]);
       const double rel = max_abs_diff(got, ref.o) / max_abs(ref.o);
       worst = std::max(worst, rel);
-      std::printf("decode max-norm relative error (bf16) %-44s %-10s %.3e\n", p.describe().c_str(),
+      accuracy_line("decode max-norm relative error (bf16) %-44s %-10s %.3e\n", p.describe().c_str(),
                   to_string(mag), rel);
       EXPECT_LE(rel, kDecodeMaxNormTargetBf16) << p.describe();
     }
   }
-  std::printf("decode max-norm relative error (bf16) worst %.3e (target %.0e)\n", worst, kDecodeMaxNormTargetBf16);
+  accuracy_line("decode max-norm relative error (bf16) worst %.3e (target %.0e)\n", worst, kDecodeMaxNormTargetBf16);
 }
 
 // Large logits and a large probe spread stay finite and within the bound.

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "gpu/device_buffer.hpp"
+#include "gpu/accuracy_log.hpp"
 #include "gpu/gpu_gate.hpp"
 #include "lla/gpu/parallax_train.hpp"
 #include "lla/inputs.hpp"
@@ -337,7 +338,7 @@ TEST(ParallaxTrainForward, MaxNormErrorTarget) {
         const auto v = judge(c, in, run_forward(c, in, false));
         EXPECT_TRUE(v.ok) << v.message;
         errors.push_back(v.rel_err);
-        std::printf("training forward (mma.sync) max-norm relative error (bf16) %-60s %-10s %.3e\n",
+        accuracy_line("training forward (mma.sync) max-norm relative error (bf16) %-60s %-10s %.3e\n",
                     c.problem.describe().c_str(), to_string(mag), v.rel_err);
         EXPECT_LE(v.rel_err, kTrainMaxNormTargetBf16) << c.problem.describe();
       }
@@ -345,7 +346,7 @@ TEST(ParallaxTrainForward, MaxNormErrorTarget) {
   }
   std::sort(errors.begin(), errors.end());
   const double median = errors[errors.size() / 2];
-  std::printf("training forward (mma.sync) max-norm relative error (bf16) median %.3e worst %.3e\n", median, errors.back());
+  accuracy_line("training forward (mma.sync) max-norm relative error (bf16) median %.3e worst %.3e\n", median, errors.back());
   EXPECT_LE(median, kTrainMedianTargetBf16);
 }
 
@@ -423,7 +424,7 @@ TEST(ParallaxTrainForwardWgmma, MaxNormErrorTarget) {
         const auto v = judge(c, in, run_forward(c, in, false));
         EXPECT_TRUE(v.ok) << v.message;
         errors.push_back(v.rel_err);
-        std::printf("training forward (wgmma) max-norm relative error (bf16) %-60s %-10s %.3e\n",
+        accuracy_line("training forward (wgmma) max-norm relative error (bf16) %-60s %-10s %.3e\n",
                     c.problem.describe().c_str(), to_string(mag), v.rel_err);
         EXPECT_LE(v.rel_err, kTrainMaxNormTargetBf16) << c.problem.describe();
       }
@@ -431,7 +432,7 @@ TEST(ParallaxTrainForwardWgmma, MaxNormErrorTarget) {
   }
   std::sort(errors.begin(), errors.end());
   const double median = errors[errors.size() / 2];
-  std::printf("training forward (wgmma) max-norm relative error (bf16) median %.3e worst %.3e\n", median,
+  accuracy_line("training forward (wgmma) max-norm relative error (bf16) median %.3e worst %.3e\n", median,
               errors.back());
   EXPECT_LE(median, kTrainMedianTargetBf16);
 }
@@ -709,13 +710,13 @@ void backward_max_norm_target(gpu::TrainKernel bwd, const char* label) {
       const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
       EXPECT_TRUE(v.ok) << v.message;
       errors.push_back(v.rel_err);
-      std::printf("training backward%s max-norm relative error (bf16, worst gradient) %-56s %.3e\n", label,
+      accuracy_line("training backward%s max-norm relative error (bf16, worst gradient) %-56s %.3e\n", label,
                   c.problem.describe().c_str(), v.rel_err);
       EXPECT_LE(v.rel_err, kTrainMaxNormTargetBf16) << v.message;
     }
   }
   std::sort(errors.begin(), errors.end());
-  std::printf("training backward%s max-norm relative error (bf16) median %.3e worst %.3e\n", label,
+  accuracy_line("training backward%s max-norm relative error (bf16) median %.3e worst %.3e\n", label,
               errors[errors.size() / 2], errors.back());
   EXPECT_LE(errors[errors.size() / 2], kTrainMedianTargetBf16);
 }
