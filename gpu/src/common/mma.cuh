@@ -8,9 +8,13 @@
 //   C (16 x 8) : c0, c1 = (grp, 2quad..+1), c2, c3 = (grp + 8, 2quad..+1)
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
+
+#include "element.cuh"
 
 namespace lla::gpu::ptx {
 
@@ -56,13 +60,24 @@ __device__ __forceinline__ int ldsm_bt_offset(int lane, int pitch) {
   return (lane % 8 + 8 * ((lane / 8) % 2)) * pitch + (lane / 16) * 16;
 }
 
-// d += a . b, m16n8k16, bf16 inputs, fp32 accumulators.
+// d += a . b, m16n8k16, T (bf16 or fp16) inputs, fp32 accumulators.
+#define LLA_MMA_M16N8K16(TYPES)                                                                                  \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TYPES ".f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, " \
+               "{%0, %1, %2, %3};\n"                                                                            \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                                  \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+template <class T>
+__device__ __forceinline__ void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  if constexpr (kIsFp16<T>) {
+    LLA_MMA_M16N8K16("f16.f16");
+  } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 or fp16");
+    LLA_MMA_M16N8K16("bf16.bf16");
+  }
+}
+#undef LLA_MMA_M16N8K16
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  mma_m16n8k16<__nv_bfloat16>(d, a, b0, b1);
 }
 
 // 2^x on the MUFU alone (ex2.approx.ftz: about 2 ulp, 2^-22 relative; -inf gives +0 and
@@ -79,6 +94,16 @@ __device__ __forceinline__ uint32_t pack_bf16(float first, float second) {
   const __nv_bfloat162 v = __floats2bfloat162_rn(first, second);
   return *reinterpret_cast<const uint32_t*>(&v);
 }
+// The same for T (bf16 or fp16).
+template <class T>
+__device__ __forceinline__ uint32_t pack2(float first, float second) {
+  if constexpr (kIsFp16<T>) {
+    const __half2 v = __floats2half2_rn(first, second);
+    return *reinterpret_cast<const uint32_t*>(&v);
+  } else {
+    return pack_bf16(first, second);
+  }
+}
 
 // x = hi + lo + O(2^-16 |x|): two bf16x2 words; the rounding residual of hi is
 // representable in bf16's exponent range (fp32's), so nothing underflows early.
@@ -87,6 +112,20 @@ __device__ __forceinline__ void split2_bf16(float x0, float x1, uint32_t& hi, ui
   const __nv_bfloat162 h{h0, h1};
   hi = *reinterpret_cast<const uint32_t*>(&h);
   lo = pack_bf16(x0 - __bfloat162float(h0), x1 - __bfloat162float(h1));
+}
+// The same for T (bf16 or fp16). In fp16 the residual of a value below 2^-3 is
+// subnormal and keeps fewer bits (x = hi + lo + e, |e| <= 2^-22 |x| + 2^-25); the kernel numerics model
+// counts that (KernelNumerics.Fp16SharesTheDesignButNotTheRange).
+template <class T>
+__device__ __forceinline__ void split2(float x0, float x1, uint32_t& hi, uint32_t& lo) {
+  if constexpr (kIsFp16<T>) {
+    const __half h0 = __float2half_rn(x0), h1 = __float2half_rn(x1);
+    const __half2 h{h0, h1};
+    hi = *reinterpret_cast<const uint32_t*>(&h);
+    lo = pack2<__half>(x0 - __half2float(h0), x1 - __half2float(h1));
+  } else {
+    split2_bf16(x0, x1, hi, lo);
+  }
 }
 
 // x = hi + mid + lo: the 24 significand bits of fp32 in three bf16x2 words.

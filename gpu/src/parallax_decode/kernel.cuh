@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../common/element.cuh"
 #include "traits.cuh"
 
 namespace lla::gpu::decode {
@@ -38,27 +39,6 @@ struct Params {
   long long window;      // > 0: exactly W keys
   int num_splits;
 };
-
-template <class T>
-__device__ __forceinline__ float to_float(T x);
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 x) {
-  return __bfloat162float(x);
-}
-template <>
-__device__ __forceinline__ float to_float<__half>(__half x) {
-  return __half2float(x);
-}
-template <class T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) {
-  return __float2half_rn(x);
-}
 
 // Loads n contiguous elements (n = 2, 4 or 8 when vectorised) into fp32.
 template <class T, int N, bool kVec>

@@ -1,5 +1,5 @@
 #pragma once
-// Device bodies of the Parallax training backward (bf16, mma.sync m16n8k16).
+// Device bodies of the Parallax training backward (bf16 or fp16 in, mma.sync m16n8k16).
 // Formulas (spec: parallax.md section 6.1; docs/math.md), per row i and key j, with
 // g = dL/do, p_ij = exp(s_ij - lse_i) recomputed from the saved statistics:
 //   T_i = g_i . o_i,  b_i = g_i . vbar_i                         (preprocess)
@@ -11,7 +11,7 @@
 // Organisation (spec 6.3): a preprocess kernel; a dK/dV kernel over key tiles that
 // walks the query rows that see them (and, for GQA, every query head of the group, so
 // dk and dv are summed in fp32 registers: no atomics, deterministic); a dQ/dR kernel
-// over query tiles. dS, dT and W go to the tensor cores as hi + lo bf16 words.
+// over query tiles. dS, dT and W go to the tensor cores as hi + lo words of the element type.
 
 #include "forward_kernel.cuh"
 
@@ -21,17 +21,18 @@ struct BackwardParams {
   ForwardParams fwd;  // shapes, masks, q r k v (o, vbar: the forward's outputs, read here)
   const float* lse;
   const float* tbar;
-  const __nv_bfloat16* dout;
-  __nv_bfloat16* dq;
-  __nv_bfloat16* dr;
-  __nv_bfloat16* dk;
-  __nv_bfloat16* dv;
+  const void* dout;  // T, as the forward's tensors
+  void* dq;
+  void* dr;
+  void* dk;
+  void* dv;
   float* row_terms;  // workspace: (T_i, b_i) per output row
   float scale;       // c
 };
 
-template <int kDMax_, bool kVectorised_>
+template <int kDMax_, bool kVectorised_, class Element_ = __nv_bfloat16>
 struct BackwardTraits {
+  using Element = Element_;  // bf16 or fp16
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kDMax = kDMax_;
@@ -61,23 +62,24 @@ struct BackwardTraits {
                                       + kKbarBytes;
 };
 
-// One warp per row: T_i = g.o and b_i = g.vbar in fp32 from the stored bf16 words
+// One warp per row: T_i = g.o and b_i = g.vbar in fp32 from the stored words
 // (o + o_lo, vbar + vbar_lo: one word is not enough, see docs/training.md).
+template <class T>
 __device__ inline void preprocess_rows(const BackwardParams& p, long long rows) {
   const long long row = static_cast<long long>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   const long long D = p.fwd.head_dim;
-  const __nv_bfloat16* g = p.dout + row * D;
-  const __nv_bfloat16* o = p.fwd.o + row * D;
-  const __nv_bfloat16* vb = p.fwd.vbar + row * D;
-  const __nv_bfloat16* o_lo = p.fwd.o_lo + row * D;
-  const __nv_bfloat16* vb_lo = p.fwd.vbar_lo + row * D;
+  const T* g = static_cast<const T*>(p.dout) + row * D;
+  const T* o = static_cast<const T*>(p.fwd.o) + row * D;
+  const T* vb = static_cast<const T*>(p.fwd.vbar) + row * D;
+  const T* o_lo = static_cast<const T*>(p.fwd.o_lo) + row * D;
+  const T* vb_lo = static_cast<const T*>(p.fwd.vbar_lo) + row * D;
   float t = 0.f, b = 0.f;
   for (long long d = lane; d < D; d += 32) {
-    const float gd = __bfloat162float(g[d]);
-    t += gd * (__bfloat162float(o[d]) + __bfloat162float(o_lo[d]));
-    b += gd * (__bfloat162float(vb[d]) + __bfloat162float(vb_lo[d]));
+    const float gd = to_float(g[d]);
+    t += gd * (to_float(o[d]) + to_float(o_lo[d]));
+    b += gd * (to_float(vb[d]) + to_float(vb_lo[d]));
   }
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {
@@ -128,7 +130,7 @@ __device__ __forceinline__ PairGrads pair_grads(bool valid, float s2, float t, f
 // over the head dim: acc[i] += A_i . B_i^T, where a[i] and b[i] are this lane's
 // ldmatrix addresses in shared-memory tiles (A: rows index m; B: rows index n).
 // dQ/dR: (Q, K), (R, K), (dO, V); dK/dV, transposed: (K, Q), (K, R), (V, dO).
-template <int KS>
+template <int KS, class T>
 __device__ __forceinline__ void three_products(float (&acc)[3][2][4], const unsigned char* const (&a)[3],
                                                const unsigned char* const (&b)[3]) {
   using namespace ptx;
@@ -145,8 +147,8 @@ __device__ __forceinline__ void three_products(float (&acc)[3][2][4], const unsi
       uint32_t af[4], bf[4];
       ldmatrix_x4(af, a[i] + kk * 32);
       ldmatrix_x4(bf, b[i] + kk * 32);
-      mma_bf16(acc[i][0], af, bf[0], bf[1]);
-      mma_bf16(acc[i][1], af, bf[2], bf[3]);
+      mma_m16n8k16<T>(acc[i][0], af, bf[0], bf[1]);
+      mma_m16n8k16<T>(acc[i][1], af, bf[2], bf[3]);
     }
   }
 }
@@ -156,6 +158,7 @@ __device__ __forceinline__ void three_products(float (&acc)[3][2][4], const unsi
 template <class Traits>
 __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
   using namespace ptx;
+  using T = typename Traits::Element;
   constexpr int KS = Traits::kKSteps, NO = Traits::kOutTiles;
   const ForwardParams& f = p.fwd;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
@@ -180,9 +183,9 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
   // The step's rows' terms, read by every warp: loaded once with the step's tiles.
   RowTerms* step_terms = reinterpret_cast<RowTerms*>(step_smem + 2 * 3 * Traits::kTileBytes);  // [stage][16]
   const long long kv_stride = f.heads_kv * D, q_stride = f.heads_q * D;
-  load_rows<Traits>(k_smem, f.k + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, Traits::kKeysPerCta, keys_valid,
+  load_rows<Traits>(k_smem, static_cast<const T*>(f.k) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, Traits::kKeysPerCta, keys_valid,
                     D);
-  load_rows<Traits>(v_smem, f.v + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, Traits::kKeysPerCta, keys_valid,
+  load_rows<Traits>(v_smem, static_cast<const T*>(f.v) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, Traits::kKeysPerCta, keys_valid,
                     D);
   const int total_steps = steps * static_cast<int>(f.group);
   // Step n: query head g * group + n / steps, rows row_lo + 16 (n % steps) ...
@@ -191,9 +194,9 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
     const int valid = static_cast<int>(min(16LL, row_hi - i0));
     const long long off = ((sv.q_off + i0) * f.heads_q + h) * D;
     unsigned char* dst = step_smem + stage * 3 * Traits::kTileBytes;
-    load_rows<Traits>(dst, f.q + off, q_stride, 16, valid, D);
-    load_rows<Traits>(dst + Traits::kTileBytes, f.r + off, q_stride, 16, valid, D);
-    load_rows<Traits>(dst + 2 * Traits::kTileBytes, p.dout + off, q_stride, 16, valid, D);
+    load_rows<Traits>(dst, static_cast<const T*>(f.q) + off, q_stride, 16, valid, D);
+    load_rows<Traits>(dst + Traits::kTileBytes, static_cast<const T*>(f.r) + off, q_stride, 16, valid, D);
+    load_rows<Traits>(dst + 2 * Traits::kTileBytes, static_cast<const T*>(p.dout) + off, q_stride, 16, valid, D);
     if (threadIdx.x < 16) step_terms[stage * 16 + threadIdx.x] = row_terms(p, sv, h, i0 + threadIdx.x);
   };
   if (total_steps > 0) load_step(0, 0);
@@ -222,7 +225,7 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
 
     // 1. S^T, T^T, A^T (16 keys x 16 rows): A = K or V rows of the warp, B = Q, R, dO rows.
     float acc[3][2][4];
-    three_products<KS>(acc, {k_smem + a_off, k_smem + a_off, v_smem + a_off},
+    three_products<KS, T>(acc, {k_smem + a_off, k_smem + a_off, v_smem + a_off},
                        {qs + b_off, rs + b_off, gs + b_off});
     const auto& st = acc[0];
     const auto& tt = acc[1];
@@ -251,9 +254,9 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
 #pragma unroll
     for (int x = 0; x < 4; ++x) {
       const int nt = x / 2, c = (x % 2) * 2;  // a0: (keys grp, rows 0-7), a1: (keys grp+8, rows 0-7), ...
-      split2_bf16(w[nt][c], w[nt][c + 1], w_hi[x], w_lo[x]);
-      split2_bf16(ds[nt][c], ds[nt][c + 1], s_hi[x], s_lo[x]);
-      split2_bf16(dt[nt][c], dt[nt][c + 1], t_hi[x], t_lo[x]);
+      split2<T>(w[nt][c], w[nt][c + 1], w_hi[x], w_lo[x]);
+      split2<T>(ds[nt][c], ds[nt][c + 1], s_hi[x], s_lo[x]);
+      split2<T>(dt[nt][c], dt[nt][c + 1], t_hi[x], t_lo[x]);
     }
 #pragma unroll
     for (int nd = 0; nd < NO; nd += 2) {
@@ -266,12 +269,12 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
         const uint32_t* ga = gf + 2 * half;
         const uint32_t* qa = qf + 2 * half;
         const uint32_t* ra = rf + 2 * half;
-        mma_bf16(dv[nd + half], w_hi, ga[0], ga[1]);
-        mma_bf16(dv[nd + half], w_lo, ga[0], ga[1]);
-        mma_bf16(dk[nd + half], s_hi, qa[0], qa[1]);
-        mma_bf16(dk[nd + half], s_lo, qa[0], qa[1]);
-        mma_bf16(dk[nd + half], t_hi, ra[0], ra[1]);
-        mma_bf16(dk[nd + half], t_lo, ra[0], ra[1]);
+        mma_m16n8k16<T>(dv[nd + half], w_hi, ga[0], ga[1]);
+        mma_m16n8k16<T>(dv[nd + half], w_lo, ga[0], ga[1]);
+        mma_m16n8k16<T>(dk[nd + half], s_hi, qa[0], qa[1]);
+        mma_m16n8k16<T>(dk[nd + half], s_lo, qa[0], qa[1]);
+        mma_m16n8k16<T>(dk[nd + half], t_hi, ra[0], ra[1]);
+        mma_m16n8k16<T>(dk[nd + half], t_lo, ra[0], ra[1]);
       }
     }
     __syncthreads();  // every warp is done with this step's buffers before they are refilled
@@ -289,16 +292,17 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
       for (int e = 0; e < 2; ++e) {
         const long long col = nd * 8 + 2 * quad + e;
         if (col >= D) continue;
-        p.dk[base + col] = __float2bfloat16_rn(dk[nd][2 * hk + e]);
-        p.dv[base + col] = __float2bfloat16_rn(dv[nd][2 * hk + e]);
+        static_cast<T*>(p.dk)[base + col] = from_float<T>(dk[nd][2 * hk + e]);
+        static_cast<T*>(p.dv)[base + col] = from_float<T>(dv[nd][2 * hk + e]);
       }
   }
 }
 
-// The value the tensor cores see for x sent as hi + lo bf16 words (split2_bf16).
+// The value the tensor cores see for x sent as hi + lo words of T (split2).
+template <class T>
 __device__ __forceinline__ float in_two_words(float x) {
-  const float hi = __bfloat162float(__float2bfloat16_rn(x));
-  return hi + __bfloat162float(__float2bfloat16_rn(x - hi));
+  const float hi = to_float(from_float<T>(x));
+  return hi + to_float(from_float<T>(x - hi));
 }
 
 // dQ and dR of 64 query rows of one (sequence, query head).
@@ -314,6 +318,7 @@ __device__ __forceinline__ float in_two_words(float x) {
 template <class Traits>
 __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
   using namespace ptx;
+  using T = typename Traits::Element;
   constexpr int KS = Traits::kKSteps, NO = Traits::kOutTiles;
   const ForwardParams& f = p.fwd;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
@@ -340,16 +345,16 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
   auto sum_at = [&](int which, int h) -> float& { return sums[(2 * which + h) * Traits::kThreads + threadIdx.x]; };
   const long long q_stride = f.heads_q * D, kv_stride = f.heads_kv * D;
   const long long q_off = ((sv.q_off + m0) * f.heads_q + head) * D;
-  load_rows<Traits>(q_smem, f.q + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
-  load_rows<Traits>(r_smem, f.r + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
-  load_rows<Traits>(g_smem, p.dout + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
+  load_rows<Traits>(q_smem, static_cast<const T*>(f.q) + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
+  load_rows<Traits>(r_smem, static_cast<const T*>(f.r) + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
+  load_rows<Traits>(g_smem, static_cast<const T*>(p.dout) + q_off, q_stride, Traits::kRowsPerCta, m_valid, D);
   auto load_step = [&](int n, int stage) {
     const long long jj = k_lo + 16LL * n;
     const int valid = static_cast<int>(min(16LL, k_hi - jj));
     const long long off = ((sv.k_off + jj) * f.heads_kv + kv_head) * D;
     unsigned char* dst = step_smem + stage * 2 * Traits::kTileBytes;
-    load_rows<Traits>(dst, f.k + off, kv_stride, 16, valid, D);
-    load_rows<Traits>(dst + Traits::kTileBytes, f.v + off, kv_stride, 16, valid, D);
+    load_rows<Traits>(dst, static_cast<const T*>(f.k) + off, kv_stride, 16, valid, D);
+    load_rows<Traits>(dst + Traits::kTileBytes, static_cast<const T*>(f.v) + off, kv_stride, 16, valid, D);
   };
   if (steps > 0) load_step(0, 0);
   cp_async_commit();
@@ -375,7 +380,7 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
     const unsigned char* vs = ks + Traits::kTileBytes;
     // 1. S, T, A (16 rows x 16 keys): A operands Q, R, dO rows; B = K, K, V rows.
     float acc[3][2][4];
-    three_products<KS>(acc, {q_smem + a_off, r_smem + a_off, g_smem + a_off}, {ks + b_off, ks + b_off, vs + b_off});
+    three_products<KS, T>(acc, {q_smem + a_off, r_smem + a_off, g_smem + a_off}, {ks + b_off, ks + b_off, vs + b_off});
     const auto& s = acc[0];
     const auto& t = acc[1];
     const auto& a = acc[2];
@@ -395,8 +400,8 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
           ds[nt][c] = pg.ds;
           dt[nt][c] = pg.dt;
           pw[nt][c] = pg.p;
-          sum_at(0, h) += in_two_words(pg.ds);
-          sum_at(1, h) += in_two_words(pg.dt);
+          sum_at(0, h) += in_two_words<T>(pg.ds);
+          sum_at(1, h) += in_two_words<T>(pg.dt);
           sum_at(2, h) += pg.p;
         }
     // 3. dQ += dS K, dR += dT K (A from the accumulators, hi + lo; B = K by ldmatrix.trans).
@@ -404,9 +409,9 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
 #pragma unroll
     for (int x = 0; x < 4; ++x) {
       const int nt = x / 2, c = (x % 2) * 2;
-      split2_bf16(ds[nt][c], ds[nt][c + 1], s_hi[x], s_lo[x]);
-      split2_bf16(dt[nt][c], dt[nt][c + 1], t_hi[x], t_lo[x]);
-      split2_bf16(pw[nt][c], pw[nt][c + 1], p_hi[x], p_lo[x]);  // one word for kbar is 18x too coarse (model)
+      split2<T>(ds[nt][c], ds[nt][c + 1], s_hi[x], s_lo[x]);
+      split2<T>(dt[nt][c], dt[nt][c + 1], t_hi[x], t_lo[x]);
+      split2<T>(pw[nt][c], pw[nt][c + 1], p_hi[x], p_lo[x]);  // one word for kbar is 18x too coarse (model)
     }
 #pragma unroll
     for (int nd = 0; nd < NO; nd += 2) {
@@ -414,13 +419,13 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
       ldmatrix_x4_trans(kf, ks + bt_off + nd * 16);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        mma_bf16(dq[nd + half], s_hi, kf[2 * half], kf[2 * half + 1]);
-        mma_bf16(dq[nd + half], s_lo, kf[2 * half], kf[2 * half + 1]);
-        mma_bf16(dr[nd + half], t_hi, kf[2 * half], kf[2 * half + 1]);
-        mma_bf16(dr[nd + half], t_lo, kf[2 * half], kf[2 * half + 1]);
+        mma_m16n8k16<T>(dq[nd + half], s_hi, kf[2 * half], kf[2 * half + 1]);
+        mma_m16n8k16<T>(dq[nd + half], s_lo, kf[2 * half], kf[2 * half + 1]);
+        mma_m16n8k16<T>(dr[nd + half], t_hi, kf[2 * half], kf[2 * half + 1]);
+        mma_m16n8k16<T>(dr[nd + half], t_lo, kf[2 * half], kf[2 * half + 1]);
         float kb[4] = {0.f, 0.f, 0.f, 0.f};
-        mma_bf16(kb, p_hi, kf[2 * half], kf[2 * half + 1]);
-        mma_bf16(kb, p_lo, kf[2 * half], kf[2 * half + 1]);
+        mma_m16n8k16<T>(kb, p_hi, kf[2 * half], kf[2 * half + 1]);
+        mma_m16n8k16<T>(kb, p_lo, kf[2 * half], kf[2 * half + 1]);
 #pragma unroll
         for (int c = 0; c < 4; ++c) kbar[((nd + half) * 4 + c) * Traits::kThreads + threadIdx.x] += kb[c];
       }
@@ -449,8 +454,8 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
         const long long col = nd * 8 + 2 * quad + e;
         if (col >= D) continue;
         const float kb = kbar[(nd * 4 + 2 * h + e) * Traits::kThreads + threadIdx.x] * inv_p;
-        p.dq[base + col] = __float2bfloat16_rn(p.scale * (dq[nd][2 * h + e] - sum_ds * kb));
-        p.dr[base + col] = __float2bfloat16_rn(dr[nd][2 * h + e] - sum_dt * kb);
+        static_cast<T*>(p.dq)[base + col] = from_float<T>(p.scale * (dq[nd][2 * h + e] - sum_ds * kb));
+        static_cast<T*>(p.dr)[base + col] = from_float<T>(dr[nd][2 * h + e] - sum_dt * kb);
       }
   }
 }

@@ -16,7 +16,7 @@
 // is read K-major by the score products and MN-major by the dK/dV products (the
 // forward reads its K and V tiles the same two ways).
 //
-// The score accumulators become dS, dT and W in place, then are packed into bf16
+// The score accumulators become dS, dT and W in place, then are packed into 16-bit
 // words (W in hi + lo words, c dS and dT in one: see step 3), all row k-steps before
 // the first dK/dV product is issued. Packing frees registers or is neutral (each fp32
 // pair dies as its words are made), which is what lets dk and dv (2 x D / 2 registers
@@ -43,7 +43,7 @@ namespace lla::gpu::train {
 //   acc[i] = A_i . B_i^T,  A_i a 64-row tile, B_i an N-row tile, 64-column blocks of
 //   64 * 128 and N * 128 bytes. dK/dV: (K, Q), (K, R), (V, dO); dQ/dR: (Q, K), (R, K), (dO, V).
 // Waits for them: the accumulators are ready to read on return.
-template <int N, int kKSteps>
+template <int N, int kKSteps, class T>
 __device__ __forceinline__ void three_score_products(float (&acc0)[N / 2], float (&acc1)[N / 2], float (&acc2)[N / 2],
                                                      const unsigned char* const (&a)[3],
                                                      const unsigned char* const (&b)[3]) {
@@ -56,9 +56,9 @@ __device__ __forceinline__ void three_score_products(float (&acc0)[N / 2], float
     const int block = kk / 4, within = (kk % 4) * 32;
     auto desc_a = [&](int i) { return wgmma::smem_desc_sw128(a[i] + block * 64 * 128 + within, 16, 1024); };
     auto desc_b = [&](int i) { return wgmma::smem_desc_sw128(b[i] + block * N * 128 + within, 16, 1024); };
-    wgmma::wgmma_ss<N, 0>(acc0, desc_a(0), desc_b(0), kk > 0);
-    wgmma::wgmma_ss<N, 0>(acc1, desc_a(1), desc_b(1), kk > 0);
-    wgmma::wgmma_ss<N, 0>(acc2, desc_a(2), desc_b(2), kk > 0);
+    wgmma::wgmma_ss<N, 0, T>(acc0, desc_a(0), desc_b(0), kk > 0);
+    wgmma::wgmma_ss<N, 0, T>(acc1, desc_a(1), desc_b(1), kk > 0);
+    wgmma::wgmma_ss<N, 0, T>(acc2, desc_a(2), desc_b(2), kk > 0);
   }
   wgmma::wgmma_commit();
   wgmma::wgmma_wait<0>();
@@ -68,34 +68,35 @@ __device__ __forceinline__ void three_score_products(float (&acc0)[N / 2], float
 }
 
 // An accumulator (64 x 16 KS, the forward's P layout) as register A operands for KS
-// k-steps, in hi + lo bf16 words, fenced for wgmma. k-step kk covers n-tiles 2 kk and
+// k-steps, in hi + lo words of T, fenced for wgmma. k-step kk covers n-tiles 2 kk and
 // 2 kk + 1; word w of it: (row grp, cols 2q), (grp + 8, 2q), (grp, 8 + 2q), (grp + 8, 8 + 2q).
 // Register-neutral: each fp32 pair dies as its two words are made.
-template <int KS>
+template <class T, int KS>
 __device__ __forceinline__ void split_to_operands(const float (&acc)[8 * KS], uint32_t (&hi)[KS][4],
                                                   uint32_t (&lo)[KS][4]) {
 #pragma unroll
   for (int kk = 0; kk < KS; ++kk) {
 #pragma unroll
-    for (int w = 0; w < 4; ++w) ptx::split2_bf16(acc[8 * kk + 2 * w], acc[8 * kk + 2 * w + 1], hi[kk][w], lo[kk][w]);
+    for (int w = 0; w < 4; ++w) ptx::split2<T>(acc[8 * kk + 2 * w], acc[8 * kk + 2 * w + 1], hi[kk][w], lo[kk][w]);
     wgmma::fence_operands(hi[kk]);
     wgmma::fence_operands(lo[kk]);
   }
 }
 
-// The same in one bf16 word per value (the dK/dV products: see dkdv_cta_wgmma, step 3).
-template <int KS>
+// The same in one word of T per value (the dK/dV products: see dkdv_cta_wgmma, step 3).
+template <class T, int KS>
 __device__ __forceinline__ void round_to_operands(const float (&acc)[8 * KS], uint32_t (&word)[KS][4]) {
 #pragma unroll
   for (int kk = 0; kk < KS; ++kk) {
 #pragma unroll
-    for (int w = 0; w < 4; ++w) word[kk][w] = ptx::pack_bf16(acc[8 * kk + 2 * w], acc[8 * kk + 2 * w + 1]);
+    for (int w = 0; w < 4; ++w) word[kk][w] = ptx::pack2<T>(acc[8 * kk + 2 * w], acc[8 * kk + 2 * w + 1]);
     wgmma::fence_operands(word[kk]);
   }
 }
 
-template <int kDMax_, int kRows_>
+template <int kDMax_, int kRows_, class Element_ = __nv_bfloat16>
 struct WgmmaDkdvTraits {
+  using Element = Element_;  // bf16 or fp16
   static constexpr int kThreads = 128;  // one warpgroup
   static constexpr int kKeys = 64;      // keys per CTA (wgmma's M)
   static constexpr int kRows = kRows_;  // query rows per step (the score products' N)
@@ -118,6 +119,7 @@ struct WgmmaDkdvTraits {
 template <class Traits>
 __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw) {
   using namespace ptx;
+  using T = typename Traits::Element;
   constexpr int SR = Traits::kScoreRegs, OR = Traits::kOutRegs, NS = Traits::kRows / 8, NO = Traits::kDMax / 8;
   const ForwardParams& f = p.fwd;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
@@ -147,9 +149,9 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     return reinterpret_cast<RowTerms*>(stage_smem + stage * Traits::kStageBytes + 3 * Traits::kRowTileBytes);
   };
   const long long kv_stride = f.heads_kv * D, q_stride = f.heads_q * D;
-  load_swizzled<Traits, Traits::kKeys>(k_smem, f.k + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, keys_valid,
+  load_swizzled<Traits, Traits::kKeys>(k_smem, static_cast<const T*>(f.k) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, keys_valid,
                                        dim);
-  load_swizzled<Traits, Traits::kKeys>(v_smem, f.v + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, keys_valid,
+  load_swizzled<Traits, Traits::kKeys>(v_smem, static_cast<const T*>(f.v) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, keys_valid,
                                        dim);
   // Step n: query head g * group + n / steps, rows row_lo + kRows (n % steps) ...
   auto load_step = [&](int n, int stage) {
@@ -157,9 +159,9 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     const int valid = static_cast<int>(min(static_cast<long long>(Traits::kRows), row_hi - i0));
     const long long off = ((sv.q_off + i0) * f.heads_q + h) * D;
     unsigned char* dst = q_tile(stage);
-    load_swizzled<Traits, Traits::kRows>(dst, f.q + off, q_stride, valid, dim);
-    load_swizzled<Traits, Traits::kRows>(dst + Traits::kRowTileBytes, f.r + off, q_stride, valid, dim);
-    load_swizzled<Traits, Traits::kRows>(dst + 2 * Traits::kRowTileBytes, p.dout + off, q_stride, valid, dim);
+    load_swizzled<Traits, Traits::kRows>(dst, static_cast<const T*>(f.q) + off, q_stride, valid, dim);
+    load_swizzled<Traits, Traits::kRows>(dst + Traits::kRowTileBytes, static_cast<const T*>(f.r) + off, q_stride, valid, dim);
+    load_swizzled<Traits, Traits::kRows>(dst + 2 * Traits::kRowTileBytes, static_cast<const T*>(p.dout) + off, q_stride, valid, dim);
     // Rows past row_hi get empty key ranges (row_terms of a row past the sequence, or
     // a row that sees none of these keys: both mask every pair of theirs).
     if (threadIdx.x < Traits::kRows) {
@@ -191,7 +193,7 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     // 1. S^T, T^T, A^T (64 keys x kRows rows), A = K or V, B = the step's Q, R, dO rows.
     float st[SR], tt[SR], at[SR];
     static_assert(Traits::kKeys == 64, "three_score_products takes 64-row A tiles");
-    three_score_products<Traits::kRows, Traits::kKSteps>(st, tt, at, {k_smem, k_smem, v_smem}, {qs, rs, gs});
+    three_score_products<Traits::kRows, Traits::kKSteps, T>(st, tt, at, {k_smem, k_smem, v_smem}, {qs, rs, gs});
 
     // 2. Per pair (key grp + 8 h, row 8 n + 2 quad + e of the step): c dS, dT, W in place
     //    of S^T, T^T, A^T (pair_grads, backward_kernel.cuh).
@@ -222,9 +224,9 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     //    model, "wgmma" schemes).
     uint32_t w_hi[Traits::kRowSteps][4], w_lo[Traits::kRowSteps][4];
     uint32_t s_op[Traits::kRowSteps][4], t_op[Traits::kRowSteps][4];
-    split_to_operands(at, w_hi, w_lo);
-    round_to_operands(st, s_op);
-    round_to_operands(tt, t_op);
+    split_to_operands<T>(at, w_hi, w_lo);
+    round_to_operands<T>(st, s_op);
+    round_to_operands<T>(tt, t_op);
     wgmma::fence_accumulators(dk);
     wgmma::fence_accumulators(dv);
     wgmma::wgmma_fence();
@@ -234,10 +236,10 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
       const uint64_t dqm = wgmma::smem_desc_sw128(qs + kk * 16 * 128, lbo, 1024);
       const uint64_t drm = wgmma::smem_desc_sw128(rs + kk * 16 * 128, lbo, 1024);
       const uint64_t dgm = wgmma::smem_desc_sw128(gs + kk * 16 * 128, lbo, 1024);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dv, w_hi[kk], dgm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dv, w_lo[kk], dgm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, s_op[kk], dqm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dk, t_op[kk], drm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1, T>(dv, w_hi[kk], dgm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1, T>(dv, w_lo[kk], dgm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1, T>(dk, s_op[kk], dqm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1, T>(dk, t_op[kk], drm, true);
     }
     wgmma::wgmma_commit();
     wgmma::wgmma_wait<0>();
@@ -258,8 +260,8 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
       for (int e = 0; e < 2; ++e) {
         const long long col = nd * 8 + 2 * quad + e;
         if (col >= D) continue;
-        p.dk[base + col] = __float2bfloat16_rn(dk[4 * nd + 2 * h + e]);
-        p.dv[base + col] = __float2bfloat16_rn(dv[4 * nd + 2 * h + e]);
+        static_cast<T*>(p.dk)[base + col] = from_float<T>(dk[4 * nd + 2 * h + e]);
+        static_cast<T*>(p.dv)[base + col] = from_float<T>(dv[4 * nd + 2 * h + e]);
       }
   }
 }
@@ -279,8 +281,9 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
 // dqdr_cta): each step's p . K is formed 64 columns at a time in 32 registers and
 // added there.
 
-template <int kDMax_, int kKeysPerStep_>
+template <int kDMax_, int kKeysPerStep_, class Element_ = __nv_bfloat16>
 struct WgmmaDqdrTraits {
+  using Element = Element_;  // bf16 or fp16
   static constexpr int kThreads = 128;           // one warpgroup
   static constexpr int kRows = 64;               // query rows per CTA (wgmma's M)
   static constexpr int kKeys = kKeysPerStep_;    // keys per step (the score products' N)
@@ -304,6 +307,7 @@ struct WgmmaDqdrTraits {
 template <class Traits>
 __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw) {
   using namespace ptx;
+  using T = typename Traits::Element;
   constexpr int SR = Traits::kScoreRegs, OR = Traits::kOutRegs, NS = Traits::kKeys / 8, NO = Traits::kDMax / 8;
   constexpr int KS = Traits::kKeySteps;
   const ForwardParams& f = p.fwd;
@@ -332,16 +336,16 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
   for (int i = 0; i < OR; ++i) kbar_at(i) = 0.f;  // each thread owns its elements: no barrier needed
   const long long q_stride = f.heads_q * D, kv_stride = f.heads_kv * D;
   const long long q_off = ((sv.q_off + m0) * f.heads_q + head) * D;
-  load_swizzled<Traits, Traits::kRows>(q_smem, f.q + q_off, q_stride, m_valid, dim);
-  load_swizzled<Traits, Traits::kRows>(r_smem, f.r + q_off, q_stride, m_valid, dim);
-  load_swizzled<Traits, Traits::kRows>(g_smem, p.dout + q_off, q_stride, m_valid, dim);
+  load_swizzled<Traits, Traits::kRows>(q_smem, static_cast<const T*>(f.q) + q_off, q_stride, m_valid, dim);
+  load_swizzled<Traits, Traits::kRows>(r_smem, static_cast<const T*>(f.r) + q_off, q_stride, m_valid, dim);
+  load_swizzled<Traits, Traits::kRows>(g_smem, static_cast<const T*>(p.dout) + q_off, q_stride, m_valid, dim);
   auto load_step = [&](int n, int stage) {
     const long long jj = k_lo + static_cast<long long>(Traits::kKeys) * n;
     const int valid = static_cast<int>(min(static_cast<long long>(Traits::kKeys), k_hi - jj));
     const long long off = ((sv.k_off + jj) * f.heads_kv + kv_head) * D;
     unsigned char* dst = kv_smem + stage * 2 * Traits::kKeyTileBytes;
-    load_swizzled<Traits, Traits::kKeys>(dst, f.k + off, kv_stride, valid, dim);
-    load_swizzled<Traits, Traits::kKeys>(dst + Traits::kKeyTileBytes, f.v + off, kv_stride, valid, dim);
+    load_swizzled<Traits, Traits::kKeys>(dst, static_cast<const T*>(f.k) + off, kv_stride, valid, dim);
+    load_swizzled<Traits, Traits::kKeys>(dst + Traits::kKeyTileBytes, static_cast<const T*>(f.v) + off, kv_stride, valid, dim);
   };
   if (steps > 0) load_step(0, 0);
   cp_async_commit();
@@ -367,7 +371,7 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     // 1. S, T, A (64 rows x kKeys keys): A = Q, R, dO (stationary), B = the step's K, K, V.
     float s[SR], t[SR], a[SR];
     static_assert(Traits::kRows == 64, "three_score_products takes 64-row A tiles");
-    three_score_products<Traits::kKeys, Traits::kKSteps>(s, t, a, {q_smem, r_smem, g_smem}, {ks, ks, vs});
+    three_score_products<Traits::kKeys, Traits::kKSteps, T>(s, t, a, {q_smem, r_smem, g_smem}, {ks, ks, vs});
 
     // 2. dS, dT, p per pair (row grp + 8 h, key 8 nt + 2 quad + e of the step) in place of
     //    S, T, A; the row sums of dS and dT as the tensor cores will see them, and of p.
@@ -385,8 +389,8 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
           s[i] = pg.ds;
           t[i] = pg.dt;
           a[i] = pg.p;
-          sum_ds[h] += in_two_words(pg.ds);
-          sum_dt[h] += in_two_words(pg.dt);
+          sum_ds[h] += in_two_words<T>(pg.ds);
+          sum_dt[h] += in_two_words<T>(pg.dt);
           sum_p[h] += pg.p;
         }
 
@@ -394,9 +398,9 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     //    accumulators (rows x keys: the forward's P layout), hi + lo words; B = the K tile,
     //    MN-major: 64-column blocks kKeys * 128 bytes apart, k-step kk 16 keys (2048 bytes) on.
     uint32_t s_hi[KS][4], s_lo[KS][4], t_hi[KS][4], t_lo[KS][4], p_hi[KS][4], p_lo[KS][4];
-    split_to_operands(s, s_hi, s_lo);
-    split_to_operands(t, t_hi, t_lo);
-    split_to_operands(a, p_hi, p_lo);  // p in two words: one word for kbar is 18x too coarse (model)
+    split_to_operands<T>(s, s_hi, s_lo);
+    split_to_operands<T>(t, t_hi, t_lo);
+    split_to_operands<T>(a, p_hi, p_lo);  // p in two words: one word for kbar is 18x too coarse (model)
     wgmma::fence_accumulators(dq);
     wgmma::fence_accumulators(dr);
     wgmma::wgmma_fence();
@@ -404,10 +408,10 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
 #pragma unroll
     for (int kk = 0; kk < KS; ++kk) {
       const uint64_t dkm = wgmma::smem_desc_sw128(ks + kk * 16 * 128, kLbo, 1024);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dq, s_hi[kk], dkm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dq, s_lo[kk], dkm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dr, t_hi[kk], dkm, true);
-      wgmma::wgmma_rs<Traits::kDMax, 1>(dr, t_lo[kk], dkm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1, T>(dq, s_hi[kk], dkm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1, T>(dq, s_lo[kk], dkm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1, T>(dr, t_hi[kk], dkm, true);
+      wgmma::wgmma_rs<Traits::kDMax, 1, T>(dr, t_lo[kk], dkm, true);
     }
     wgmma::wgmma_commit();
 #pragma unroll
@@ -419,8 +423,8 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
       for (int kk = 0; kk < KS; ++kk) {
         // Column block `half` of the K tile alone: one 64-column block, so LBO is unused.
         const uint64_t dkh = wgmma::smem_desc_sw128(ks + half * Traits::kKeys * 128 + kk * 16 * 128, kLbo, 1024);
-        wgmma::wgmma_rs<64, 1>(kb, p_hi[kk], dkh, kk > 0);
-        wgmma::wgmma_rs<64, 1>(kb, p_lo[kk], dkh, true);
+        wgmma::wgmma_rs<64, 1, T>(kb, p_hi[kk], dkh, kk > 0);
+        wgmma::wgmma_rs<64, 1, T>(kb, p_lo[kk], dkh, true);
       }
       wgmma::wgmma_commit();
       wgmma::wgmma_wait<0>();
@@ -459,8 +463,8 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
         // holds elements 32 (nd / 8) + 4 (nd % 8) + 2 h + e = i).
         const int i = 4 * nd + 2 * h + e;
         const float kb = kbar_at(i) * inv_p;
-        p.dq[base + col] = __float2bfloat16_rn(p.scale * (dq[i] - sds * kb));
-        p.dr[base + col] = __float2bfloat16_rn(dr[i] - sdt * kb);
+        static_cast<T*>(p.dq)[base + col] = from_float<T>(p.scale * (dq[i] - sds * kb));
+        static_cast<T*>(p.dr)[base + col] = from_float<T>(dr[i] - sdt * kb);
       }
   }
 }

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include "backward_kernel.cuh"
+#include "lla/gpu/types.hpp"
 
 namespace lla::gpu::train {
 
@@ -12,10 +13,10 @@ inline constexpr int kWgmmaDqdrRows = 64;  // query rows per CTA of dQ/dR (the g
 
 // Launches the wgmma dK/dV kernel for head_dim <= 128, head_dim % 8 == 0 (checked by
 // the caller) on the grid (key blocks, KV heads, sequences).
-cudaError_t launch_dkdv_wgmma(const BackwardParams& p, dim3 grid, cudaStream_t stream);
+cudaError_t launch_dkdv_wgmma(const BackwardParams& p, DType dtype, dim3 grid, cudaStream_t stream);
 
 // Launches the wgmma dQ/dR kernel (same conditions) on the grid (row blocks, query heads,
 // sequences).
-cudaError_t launch_dqdr_wgmma(const BackwardParams& p, dim3 grid, cudaStream_t stream);
+cudaError_t launch_dqdr_wgmma(const BackwardParams& p, DType dtype, dim3 grid, cudaStream_t stream);
 
 }  // namespace lla::gpu::train

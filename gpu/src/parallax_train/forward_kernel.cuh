@@ -1,5 +1,5 @@
 #pragma once
-// Device body of the Parallax training forward (bf16, mma.sync m16n8k16).
+// Device body of the Parallax training forward (bf16 or fp16 in, mma.sync m16n8k16).
 // Math: docs/math.md sections 3-4 and docs/training.md. Per tile of 32 keys, a warp
 // computes S = Q K^T and T = R K^T for its 16 rows (two products), updates the
 // running max in log2 units, and accumulates
@@ -23,15 +23,17 @@
 
 namespace lla::gpu::train {
 
+// Tensors hold elements of the call's type T (bf16; fp16 next), which the kernels
+// take from their Traits::Element.
 struct ForwardParams {
-  const __nv_bfloat16* q;
-  const __nv_bfloat16* r;
-  const __nv_bfloat16* k;
-  const __nv_bfloat16* v;
-  __nv_bfloat16* o;
-  __nv_bfloat16* vbar;  // may be null
-  __nv_bfloat16* o_lo;     // may be null: o - bf16(o), the residual the backward needs
-  __nv_bfloat16* vbar_lo;  // may be null: the same for vbar
+  const void* q;
+  const void* r;
+  const void* k;
+  const void* v;
+  void* o;
+  void* vbar;     // may be null
+  void* o_lo;     // may be null: o - T(o), the residual the backward needs
+  void* vbar_lo;  // may be null: the same for vbar
   float* lse;           // may be null
   float* tbar;          // may be null
   const int32_t* cu_seqlens_q;  // null: dense
@@ -43,13 +45,14 @@ struct ForwardParams {
   long long window;  // > 0: exactly W keys
 };
 
-// x as bf16 in `hi`, and where `lo` is not null the residual x - hi in `lo`: the
+// x as T in `hi`, and where `lo` is not null the residual x - hi in `lo`: the
 // backward's row terms T_i = g.o and b_i = g.vbar need o and vbar to 16 significand
 // bits (docs/training.md, "Saved state"; tests/reference/test_kernel_numerics.cpp).
-__device__ __forceinline__ void store_two_words(__nv_bfloat16* hi, __nv_bfloat16* lo, long long at, float x) {
-  const __nv_bfloat16 h = __float2bfloat16_rn(x);
+template <class T>
+__device__ __forceinline__ void store_two_words(T* hi, T* lo, long long at, float x) {
+  const T h = from_float<T>(x);
   hi[at] = h;
-  if (lo) lo[at] = __float2bfloat16_rn(x - __bfloat162float(h));
+  if (lo) lo[at] = from_float<T>(x - to_float(h));
 }
 
 // One sequence's place in the packed tensors.
@@ -91,21 +94,22 @@ __device__ __forceinline__ void row_keys(const ForwardParams& p, const SeqView& 
 // memory rows of Traits::kPitch bytes; rows past `valid` and columns past D are
 // zero-filled without reading global memory.
 template <class Traits>
-__device__ __forceinline__ void load_rows(unsigned char* dst, const __nv_bfloat16* src, long long stride, int rows,
-                                          int valid, long long D) {
+__device__ __forceinline__ void load_rows(unsigned char* dst, const typename Traits::Element* src, long long stride,
+                                          int rows, int valid, long long D) {
+  using T = typename Traits::Element;
   if constexpr (Traits::kVectorised) {
     for (int c = threadIdx.x; c < rows * Traits::kChunksPerRow; c += Traits::kThreads) {
       const int row = c / Traits::kChunksPerRow, chunk = c % Traits::kChunksPerRow;
       const bool fetch = row < valid && chunk * 8 < D;
-      const __nv_bfloat16* g = fetch ? src + row * stride + chunk * 8 : src;
+      const T* g = fetch ? src + row * stride + chunk * 8 : src;
       ptx::cp_async_16(dst + row * Traits::kPitch + chunk * 16, g, fetch);
     }
   } else {
     for (int e = threadIdx.x; e < rows * Traits::kDMax; e += Traits::kThreads) {
       const int row = e / Traits::kDMax, d = e % Traits::kDMax;
-      __nv_bfloat16 x = __float2bfloat16_rn(0.f);
+      T x = from_float<T>(0.f);
       if (row < valid && d < D) x = src[row * stride + d];
-      reinterpret_cast<__nv_bfloat16*>(dst + row * Traits::kPitch)[d] = x;
+      reinterpret_cast<T*>(dst + row * Traits::kPitch)[d] = x;
     }
   }
 }
@@ -113,6 +117,7 @@ __device__ __forceinline__ void load_rows(unsigned char* dst, const __nv_bfloat1
 template <class Traits>
 __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
   using namespace ptx;
+  using T = typename Traits::Element;
   constexpr int KS = Traits::kKSteps, NS = Traits::kScoreTiles, NO = Traits::kOutTiles, PS = Traits::kPvSteps;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
   const long long head = blockIdx.y, kv_head = head / p.group, D = p.head_dim;
@@ -133,10 +138,10 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
   unsigned char* k_smem = r_smem + Traits::kQBytes;
   unsigned char* v_smem = k_smem + Traits::kStages * Traits::kTileBytes;
   const long long q_stride = p.heads_q * D, kv_stride = p.heads_kv * D;
-  const __nv_bfloat16* q_base = p.q + ((sv.q_off + m0) * p.heads_q + head) * D;
-  const __nv_bfloat16* r_base = p.r + ((sv.q_off + m0) * p.heads_q + head) * D;
-  const __nv_bfloat16* k_base = p.k + (sv.k_off * p.heads_kv + kv_head) * D;
-  const __nv_bfloat16* v_base = p.v + (sv.k_off * p.heads_kv + kv_head) * D;
+  const T* q_base = static_cast<const T*>(p.q) + ((sv.q_off + m0) * p.heads_q + head) * D;
+  const T* r_base = static_cast<const T*>(p.r) + ((sv.q_off + m0) * p.heads_q + head) * D;
+  const T* k_base = static_cast<const T*>(p.k) + (sv.k_off * p.heads_kv + kv_head) * D;
+  const T* v_base = static_cast<const T*>(p.v) + (sv.k_off * p.heads_kv + kv_head) * D;
 
   auto load_kv = [&](int tile, int stage) {
     const long long j0 = k_lo + static_cast<long long>(tile) * Traits::kBlockN;
@@ -201,10 +206,10 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
       for (int n = 0; n < NS; n += 2) {
         uint32_t kf[4];  // b0, b1 of keys n*8.., then of keys (n+1)*8..
         ldmatrix_x4(kf, ks + n * 8 * Traits::kPitch + k_off + kk * 32);
-        mma_bf16(s[n], aq, kf[0], kf[1]);
-        mma_bf16(s[n + 1], aq, kf[2], kf[3]);
-        mma_bf16(t[n], ar, kf[0], kf[1]);
-        mma_bf16(t[n + 1], ar, kf[2], kf[3]);
+        mma_m16n8k16<T>(s[n], aq, kf[0], kf[1]);
+        mma_m16n8k16<T>(s[n + 1], aq, kf[2], kf[3]);
+        mma_m16n8k16<T>(t[n], ar, kf[0], kf[1]);
+        mma_m16n8k16<T>(t[n + 1], ar, kf[2], kf[3]);
       }
     }
 
@@ -277,28 +282,28 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
 #pragma unroll
     for (int kk = 0; kk < PS; ++kk) {
       uint32_t a1[4], a1_lo[4], a2_hi[4], a2_lo[4];
-      split2_bf16(s[2 * kk][0], s[2 * kk][1], a1[0], a1_lo[0]);
-      split2_bf16(s[2 * kk][2], s[2 * kk][3], a1[1], a1_lo[1]);
-      split2_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1], a1[2], a1_lo[2]);
-      split2_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3], a1[3], a1_lo[3]);
-      split2_bf16(t[2 * kk][0], t[2 * kk][1], a2_hi[0], a2_lo[0]);
-      split2_bf16(t[2 * kk][2], t[2 * kk][3], a2_hi[1], a2_lo[1]);
-      split2_bf16(t[2 * kk + 1][0], t[2 * kk + 1][1], a2_hi[2], a2_lo[2]);
-      split2_bf16(t[2 * kk + 1][2], t[2 * kk + 1][3], a2_hi[3], a2_lo[3]);
+      split2<T>(s[2 * kk][0], s[2 * kk][1], a1[0], a1_lo[0]);
+      split2<T>(s[2 * kk][2], s[2 * kk][3], a1[1], a1_lo[1]);
+      split2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1], a1[2], a1_lo[2]);
+      split2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3], a1[3], a1_lo[3]);
+      split2<T>(t[2 * kk][0], t[2 * kk][1], a2_hi[0], a2_lo[0]);
+      split2<T>(t[2 * kk][2], t[2 * kk][3], a2_hi[1], a2_lo[1]);
+      split2<T>(t[2 * kk + 1][0], t[2 * kk + 1][1], a2_hi[2], a2_lo[2]);
+      split2<T>(t[2 * kk + 1][2], t[2 * kk + 1][3], a2_hi[3], a2_lo[3]);
 #pragma unroll
       for (int n = 0; n < NO; n += 2) {
         uint32_t vf[4];  // b0, b1 of dims n*8.., then of dims (n+1)*8..
         ldmatrix_x4_trans(vf, vs + kk * 16 * Traits::kPitch + v_off + n * 16);
-        mma_bf16(o1[n], a1, vf[0], vf[1]);
-        mma_bf16(o1[n + 1], a1, vf[2], vf[3]);
+        mma_m16n8k16<T>(o1[n], a1, vf[0], vf[1]);
+        mma_m16n8k16<T>(o1[n + 1], a1, vf[2], vf[3]);
         if (p1_two_words) {
-          mma_bf16(o1[n], a1_lo, vf[0], vf[1]);
-          mma_bf16(o1[n + 1], a1_lo, vf[2], vf[3]);
+          mma_m16n8k16<T>(o1[n], a1_lo, vf[0], vf[1]);
+          mma_m16n8k16<T>(o1[n + 1], a1_lo, vf[2], vf[3]);
         }
-        mma_bf16(o2[n], a2_hi, vf[0], vf[1]);
-        mma_bf16(o2[n + 1], a2_hi, vf[2], vf[3]);
-        mma_bf16(o2[n], a2_lo, vf[0], vf[1]);
-        mma_bf16(o2[n + 1], a2_lo, vf[2], vf[3]);
+        mma_m16n8k16<T>(o2[n], a2_hi, vf[0], vf[1]);
+        mma_m16n8k16<T>(o2[n + 1], a2_hi, vf[2], vf[3]);
+        mma_m16n8k16<T>(o2[n], a2_lo, vf[0], vf[1]);
+        mma_m16n8k16<T>(o2[n + 1], a2_lo, vf[2], vf[3]);
       }
     }
     __syncthreads();  // every warp is done with this stage before it is refilled
@@ -326,8 +331,9 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
         const long long col = n * 8 + 2 * quad + e;
         if (col >= D) continue;
         const float vb = o1[n][2 * h + e] * inv;
-        store_two_words(p.o, p.o_lo, orow * D + col, vb * (1.f + tb) - o2[n][2 * h + e] * inv);
-        if (p.vbar) store_two_words(p.vbar, p.vbar_lo, orow * D + col, vb);
+        store_two_words(static_cast<T*>(p.o), static_cast<T*>(p.o_lo), orow * D + col,
+                        vb * (1.f + tb) - o2[n][2 * h + e] * inv);
+        if (p.vbar) store_two_words(static_cast<T*>(p.vbar), static_cast<T*>(p.vbar_lo), orow * D + col, vb);
       }
     if (quad == 0) {
       if (p.lse) p.lse[orow] = s1 > 0.f ? m[h] * kLn2 + logf(s1) : -INFINITY;

@@ -29,17 +29,18 @@
 
 namespace lla::gpu::train {
 
-template <int kDMax_, int kP1Words_>
+template <int kDMax_, int kP1Words_, class Element_ = __nv_bfloat16>
 struct WgmmaForwardTraits {
+  using Element = Element_;  // bf16 or fp16
   static constexpr int kThreads = 128;  // one warpgroup
   static constexpr int kBlockM = 64;    // query rows per CTA (wgmma's M)
   static constexpr int kBlockN = 64;    // keys per tile
   static constexpr int kDMax = kDMax_;  // head-dim bucket; columns past D are zero
   static_assert(kDMax == 64 || kDMax == 128, "head dim buckets 64 and 128");
-  // bf16 words per P1 weight: 1 for o alone, 2 when the backward's state (o_lo,
+  // Words (of T) per P1 weight: 1 for o alone, 2 when the backward's state (o_lo,
   // vbar_lo) is saved: it needs o and vbar to 16 bits (docs/training.md, "Saved state").
   static constexpr int kP1Words = kP1Words_;
-  static_assert(kP1Words == 1 || kP1Words == 2, "P1 in one or two bf16 words");
+  static_assert(kP1Words == 1 || kP1Words == 2, "P1 in one or two words");
   static constexpr int kStages = 2;
   static constexpr int kColBlocks = kDMax / 64;    // 64-element column blocks of every tile
   static constexpr int kKSteps = kDMax / 16;       // k-steps of S and T
@@ -60,15 +61,16 @@ struct WgmmaForwardTraits {
 // every (kThreads / kChunksPerRow)-th row, a multiple of 8 rows apart: its swizzle and
 // both addresses' increments are loop constants.
 template <class Traits, int kRows>
-__device__ __forceinline__ void load_swizzled(unsigned char* dst, const __nv_bfloat16* src, long long stride,
-                                              int valid, int D) {
+__device__ __forceinline__ void load_swizzled(unsigned char* dst, const typename Traits::Element* src,
+                                              long long stride, int valid, int D) {
+  using T = typename Traits::Element;
   constexpr int kRowStep = Traits::kThreads / Traits::kChunksPerRow;
   static_assert(Traits::kThreads % Traits::kChunksPerRow == 0 && kRowStep % 8 == 0 && kRows % kRowStep == 0,
                 "each thread keeps one chunk and one swizzle phase");
   const int chunk = threadIdx.x % Traits::kChunksPerRow, row0 = threadIdx.x / Traits::kChunksPerRow;
   const bool chunk_in = chunk * 8 < D;
   unsigned char* s = dst + (chunk / 8) * kRows * 128 + wgmma::sw128_offset(row0, (chunk % 8) * 8);
-  const __nv_bfloat16* g = src + row0 * stride + chunk * 8;
+  const T* g = src + row0 * stride + chunk * 8;
 #pragma unroll
   for (int it = 0; it < kRows / kRowStep; ++it) {
     const int row = row0 + it * kRowStep;
@@ -80,6 +82,7 @@ __device__ __forceinline__ void load_swizzled(unsigned char* dst, const __nv_bfl
 template <class Traits>
 __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_raw) {
   using namespace ptx;
+  using T = typename Traits::Element;
   constexpr int NS = Traits::kBlockN / 8, NO = Traits::kDMax / 8;
   constexpr int SR = Traits::kScoreRegs, OR = Traits::kOutRegs;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
@@ -104,10 +107,10 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
   unsigned char* k_smem = r_smem + Traits::kQBytes;
   unsigned char* v_smem = k_smem + Traits::kStages * Traits::kTileBytes;
   const long long q_stride = p.heads_q * D, kv_stride = p.heads_kv * D;
-  const __nv_bfloat16* q_base = p.q + ((sv.q_off + m0) * p.heads_q + head) * D;
-  const __nv_bfloat16* r_base = p.r + ((sv.q_off + m0) * p.heads_q + head) * D;
-  const __nv_bfloat16* k_base = p.k + (sv.k_off * p.heads_kv + kv_head) * D;
-  const __nv_bfloat16* v_base = p.v + (sv.k_off * p.heads_kv + kv_head) * D;
+  const T* q_base = static_cast<const T*>(p.q) + ((sv.q_off + m0) * p.heads_q + head) * D;
+  const T* r_base = static_cast<const T*>(p.r) + ((sv.q_off + m0) * p.heads_q + head) * D;
+  const T* k_base = static_cast<const T*>(p.k) + (sv.k_off * p.heads_kv + kv_head) * D;
+  const T* v_base = static_cast<const T*>(p.v) + (sv.k_off * p.heads_kv + kv_head) * D;
 
   auto load_kv = [&](int tile, int stage) {
     const long long j0 = k_lo + static_cast<long long>(tile) * Traits::kBlockN;
@@ -163,14 +166,14 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
       const int block = kk / 4, within = (kk % 4) * 32;
       const uint64_t dk = wgmma::smem_desc_sw128(ks + block * Traits::kBlockN * 128 + within, 16, 1024);
       const uint64_t dq = wgmma::smem_desc_sw128(q_smem + block * Traits::kBlockM * 128 + within, 16, 1024);
-      wgmma::wgmma_m64n64k16_ss<0>(s, dq, dk, kk > 0);
+      wgmma::wgmma_m64n64k16_ss<0, T>(s, dq, dk, kk > 0);
     }
 #pragma unroll
     for (int kk = 0; kk < Traits::kKSteps; ++kk) {
       const int block = kk / 4, within = (kk % 4) * 32;
       const uint64_t dk = wgmma::smem_desc_sw128(ks + block * Traits::kBlockN * 128 + within, 16, 1024);
       const uint64_t dr = wgmma::smem_desc_sw128(r_smem + block * Traits::kBlockM * 128 + within, 16, 1024);
-      wgmma::wgmma_m64n64k16_ss<0>(t, dr, dk, kk > 0);
+      wgmma::wgmma_m64n64k16_ss<0, T>(t, dr, dk, kk > 0);
     }
     wgmma::wgmma_commit();
     wgmma::wgmma_wait<0>();
@@ -264,11 +267,11 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
       for (int w = 0; w < 4; ++w) {
         const int i = 8 * kk + 2 * w;  // w: (row grp, keys 2q), (grp + 8, 2q), (grp, 8 + 2q), (grp + 8, 8 + 2q)
         if constexpr (Traits::kP1Words == 2) {
-          split2_bf16(s[i], s[i + 1], a1[kk][w], a1_lo[kk][w]);
+          split2<T>(s[i], s[i + 1], a1[kk][w], a1_lo[kk][w]);
         } else {
-          a1[kk][w] = pack_bf16(s[i], s[i + 1]);
+          a1[kk][w] = pack2<T>(s[i], s[i + 1]);
         }
-        split2_bf16(t[i], t[i + 1], a2_hi[kk][w], a2_lo[kk][w]);
+        split2<T>(t[i], t[i + 1], a2_hi[kk][w], a2_lo[kk][w]);
       }
     }
     if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
@@ -283,7 +286,7 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
           }
     }
 
-    // 3. O1 += P1 V (kP1Words bf16 words per weight), O2 += P2 V (hi + lo); V is MN-major:
+    // 3. O1 += P1 V (kP1Words words per weight), O2 += P2 V (hi + lo); V is MN-major:
     //    64-column blocks kBlockN * 128 bytes apart, k-step kk 16 keys (2048 bytes) on.
 #pragma unroll
     for (int kk = 0; kk < Traits::kPvSteps; ++kk) {
@@ -299,15 +302,15 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
     for (int kk = 0; kk < Traits::kPvSteps; ++kk) {
       const uint64_t dv = wgmma::smem_desc_sw128(vs + kk * 16 * 128, Traits::kBlockN * 128, 1024);
       if constexpr (Traits::kDMax == 64) {
-        wgmma::wgmma_m64n64k16_rs<1>(o1, a1[kk], dv, true);
-        if constexpr (Traits::kP1Words == 2) wgmma::wgmma_m64n64k16_rs<1>(o1, a1_lo[kk], dv, true);
-        wgmma::wgmma_m64n64k16_rs<1>(o2, a2_hi[kk], dv, true);
-        wgmma::wgmma_m64n64k16_rs<1>(o2, a2_lo[kk], dv, true);
+        wgmma::wgmma_m64n64k16_rs<1, T>(o1, a1[kk], dv, true);
+        if constexpr (Traits::kP1Words == 2) wgmma::wgmma_m64n64k16_rs<1, T>(o1, a1_lo[kk], dv, true);
+        wgmma::wgmma_m64n64k16_rs<1, T>(o2, a2_hi[kk], dv, true);
+        wgmma::wgmma_m64n64k16_rs<1, T>(o2, a2_lo[kk], dv, true);
       } else {
-        wgmma::wgmma_m64n128k16_rs<1>(o1, a1[kk], dv, true);
-        if constexpr (Traits::kP1Words == 2) wgmma::wgmma_m64n128k16_rs<1>(o1, a1_lo[kk], dv, true);
-        wgmma::wgmma_m64n128k16_rs<1>(o2, a2_hi[kk], dv, true);
-        wgmma::wgmma_m64n128k16_rs<1>(o2, a2_lo[kk], dv, true);
+        wgmma::wgmma_m64n128k16_rs<1, T>(o1, a1[kk], dv, true);
+        if constexpr (Traits::kP1Words == 2) wgmma::wgmma_m64n128k16_rs<1, T>(o1, a1_lo[kk], dv, true);
+        wgmma::wgmma_m64n128k16_rs<1, T>(o2, a2_hi[kk], dv, true);
+        wgmma::wgmma_m64n128k16_rs<1, T>(o2, a2_lo[kk], dv, true);
       }
     }
     wgmma::wgmma_commit();
@@ -339,8 +342,9 @@ __device__ void forward_cta_wgmma(const ForwardParams& p, unsigned char* smem_ra
         const long long col = n * 8 + 2 * quad + e;
         if (col >= D) continue;
         const float vb = o1[4 * n + 2 * h + e] * inv;
-        store_two_words(p.o, p.o_lo, orow * D + col, vb * (1.f + tb) - o2[4 * n + 2 * h + e] * inv);
-        if (p.vbar) store_two_words(p.vbar, p.vbar_lo, orow * D + col, vb);
+        store_two_words(static_cast<T*>(p.o), static_cast<T*>(p.o_lo), orow * D + col,
+                        vb * (1.f + tb) - o2[4 * n + 2 * h + e] * inv);
+        if (p.vbar) store_two_words(static_cast<T*>(p.vbar), static_cast<T*>(p.vbar_lo), orow * D + col, vb);
       }
     if (quad == 0) {
       if (p.lse) p.lse[orow] = s1 > 0.f ? m[h] * kLn2 + logf(s1) : -INFINITY;

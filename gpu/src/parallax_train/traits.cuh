@@ -5,12 +5,15 @@
 // 16 rows (one mma m16 block) and walks the CTA's key range in tiles of 32 keys.
 // K and V tiles arrive in shared memory by cp.async, double-buffered.
 
+#include <cuda_bf16.h>
+
 #include <cstddef>
 
 namespace lla::gpu::train {
 
-template <int kDMax_, bool kVectorised_>
+template <int kDMax_, bool kVectorised_, class Element_ = __nv_bfloat16>
 struct ForwardTraits {
+  using Element = Element_;  // bf16 or fp16: inputs, outputs and the tensor cores' words
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kBlockM = kWarps * 16;  // query rows per CTA

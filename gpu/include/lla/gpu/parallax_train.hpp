@@ -13,7 +13,8 @@
 //   vbar = sum_j p_ij v_j in the input dtype; 0 on empty rows
 // Masks: causal (aligned to the end of the keys) or not, sliding window, GQA/MQA,
 // packed varlen batches (cu_seqlens; empty and length-1 sequences allowed).
-// bf16 inputs, fp32 accumulation, outputs in bf16. All pointers 16-byte aligned.
+// bf16 (or fp16: see TrainForwardArgs::dtype) inputs, fp32 accumulation, outputs in the
+// input dtype. All pointers 16-byte aligned.
 
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +36,9 @@ struct TrainForwardArgs {
   // Shapes and masks. In varlen mode the host cu_seqlens in the Problem size the
   // grid; the kernel reads the device copies below.
   Problem problem;
+  // bf16, or fp16: written, not yet run by the GPU lane, so TrainKernel::automatic
+  // refuses it until then (pass mma_sync or wgmma to run it). fp16 words overflow
+  // where |t - kappa| or a gradient weight passes 65504 (docs/training.md).
   DType dtype = DType::bf16;
   const void* q = nullptr;
   const void* r = nullptr;
@@ -56,12 +60,12 @@ struct TrainForwardArgs {
 };
 
 // Validates, then launches on `stream` (a cudaStream_t passed as void*). Refused with
-// a message (nothing launched): fp16 and head_dim > 128 (not implemented yet), other
-// variants, missing or misaligned pointers, an invalid Problem, the wgmma kernel with
-// head_dim % 8 != 0.
+// a message (nothing launched): head_dim > 128 (not implemented yet), fp16 with
+// TrainKernel::automatic (see dtype), other variants, missing or misaligned pointers, an
+// invalid Problem, the wgmma kernel with head_dim % 8 != 0.
 Status parallax_forward(const TrainForwardArgs& args, void* stream);
 
-// The backward from the forward's saved tensors. Gradients in bf16: dq, dr like q;
+// The backward from the forward's saved tensors. Gradients in the input dtype: dq, dr like q;
 // dk, dv like k, summed over the query heads of each group in fp32 before rounding.
 // Deterministic (no atomics): bitwise equal across runs.
 struct TrainBackwardArgs {
