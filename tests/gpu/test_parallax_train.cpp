@@ -37,7 +37,10 @@ struct TrainCase {
   gpu::TrainKernel kernel = gpu::TrainKernel::automatic;  // the forward's implementation
   bool save_state = true;  // the forward writes o_lo, vbar_lo (the backward's state; P1 in two words)
   gpu::TrainKernel backward_kernel = gpu::TrainKernel::automatic;  // the backward's kernels
+  gpu::DType dtype = gpu::DType::bf16;  // inputs, outputs and gradients
 };
+
+Precision precision_of(gpu::DType d) { return d == gpu::DType::fp16 ? Precision::fp16 : Precision::bf16; }
 
 struct TrainRun {
   std::vector<uint16_t> o, vbar, o_lo, vbar_lo;  // o_lo, vbar_lo: empty unless saved
@@ -47,19 +50,24 @@ struct TrainRun {
 oracle::AttentionInputs<double> quantised_inputs(const TrainCase& c) {
   auto in = make_inputs<double>(c.problem, c.seed, c.magnitude);
   for (auto* t : {&in.q, &in.k, &in.v, &in.r})
-    for (auto& x : *t) x = round_to(Precision::bf16, x);
+    for (auto& x : *t) x = round_to(precision_of(c.dtype), x);
   return in;
 }
 
-Tensor4<double> from_bf16_bits(const std::vector<uint16_t>& bits, const std::array<int64_t, 4>& shape) {
+Tensor4<double> from_bits(const std::vector<uint16_t>& bits, const std::array<int64_t, 4>& shape, gpu::DType d) {
   Tensor4<double> t(shape);
-  for (int64_t i = 0; i < t.size(); ++i) t.data()[i] = bf16_value(bits[static_cast<size_t>(i)]);
+  for (int64_t i = 0; i < t.size(); ++i) {
+    const uint16_t x = bits[static_cast<size_t>(i)];
+    t.data()[i] = d == gpu::DType::fp16 ? fp16_value(x) : bf16_value(x);
+  }
   return t;
 }
 
-std::vector<uint16_t> to_bits(const Tensor4<double>& t) {
+std::vector<uint16_t> to_bits(const Tensor4<double>& t, gpu::DType d) {
   std::vector<uint16_t> b(static_cast<size_t>(t.size()));
-  for (int64_t i = 0; i < t.size(); ++i) b[static_cast<size_t>(i)] = bf16_bits(t.data()[i]);
+  for (int64_t i = 0; i < t.size(); ++i) {
+    b[static_cast<size_t>(i)] = d == gpu::DType::fp16 ? fp16_bits(t.data()[i]) : bf16_bits(t.data()[i]);
+  }
   return b;
 }
 
@@ -67,8 +75,8 @@ std::vector<uint16_t> to_bits(const Tensor4<double>& t) {
 // sequence may see (the kernels must not let them reach any output).
 std::pair<std::vector<uint16_t>, std::vector<uint16_t>> cache_bits(const Problem& p,
                                                                    const oracle::AttentionInputs<double>& in,
-                                                                   bool poison) {
-  auto kb = to_bits(in.k), vb = to_bits(in.v);
+                                                                   gpu::DType dtype, bool poison) {
+  auto kb = to_bits(in.k, dtype), vb = to_bits(in.v, dtype);
   if (!poison) return {kb, vb};
   const int64_t row = p.heads_kv * p.head_dim;
   for (const Sequence& seq : p.sequences()) {
@@ -88,8 +96,8 @@ std::pair<std::vector<uint16_t>, std::vector<uint16_t>> cache_bits(const Problem
 // sequence may see, and into the outputs beforehand (every element must be written).
 TrainRun run_forward(const TrainCase& c, const oracle::AttentionInputs<double>& in, bool poison) {
   const Problem& p = c.problem;
-  const auto [kb, vb] = cache_bits(p, in, poison);
-  DeviceBuffer<uint16_t> dq(to_bits(in.q)), dr(to_bits(in.r)), dk(kb), dv(vb);
+  const auto [kb, vb] = cache_bits(p, in, c.dtype, poison);
+  DeviceBuffer<uint16_t> dq(to_bits(in.q, c.dtype)), dr(to_bits(in.r, c.dtype)), dk(kb), dv(vb);
   DeviceBuffer<uint16_t> dout(static_cast<size_t>(p.q_elements())), dvbar(static_cast<size_t>(p.q_elements()));
   DeviceBuffer<uint16_t> do_lo(c.save_state ? dout.size() : 0), dvbar_lo(do_lo.size());
   DeviceBuffer<float> dlse(static_cast<size_t>(p.batch * p.seqlen_q * p.heads_q)), dtbar(dlse.size());
@@ -122,6 +130,7 @@ TrainRun run_forward(const TrainCase& c, const oracle::AttentionInputs<double>& 
   a.cu_seqlens_q = cuq.get();
   a.cu_seqlens_k = cuk.get();
   a.kernel = c.kernel;
+  a.dtype = c.dtype;
   const auto st = gpu::parallax_forward(a, nullptr);
   if (!st.ok) throw std::runtime_error(st.message);
   CUDA_OK(cudaDeviceSynchronize());
@@ -147,8 +156,8 @@ Verdict judge(const TrainCase& c, const oracle::AttentionInputs<double>& in, con
   // o and vbar in bf16: the baseline is the fp32 oracle rounded to bf16.
   auto check_bf16 = [&](const char* name, const Tensor4<double>& want, const auto& base_t,
                         const std::vector<uint16_t>& got_bits) {
-    const Tensor4<double> got = from_bf16_bits(got_bits, want.shape());
-    const RuleCheck r = baseline_rule(got, want, base_t, Precision::bf16);
+    const Tensor4<double> got = from_bits(got_bits, want.shape(), c.dtype);
+    const RuleCheck r = baseline_rule(got, want, base_t, precision_of(c.dtype));
     os << " " << name << " " << r.error << " (baseline " << r.baseline_error << ", bound " << r.bound << ")";
     if (!r.ok()) v.ok = false;
     return max_norm_relative_error(got, want);
@@ -162,14 +171,16 @@ Verdict judge(const TrainCase& c, const oracle::AttentionInputs<double>& in, con
   auto check_residual = [&](const char* name, const Tensor4<double>& want, const std::vector<uint16_t>& hi_bits,
                             const std::vector<uint16_t>& lo_bits) {
     if (lo_bits.empty()) return;
-    const Tensor4<double> hi = from_bf16_bits(hi_bits, want.shape()), lo = from_bf16_bits(lo_bits, want.shape());
+    const Tensor4<double> hi = from_bits(hi_bits, want.shape(), c.dtype), lo = from_bits(lo_bits, want.shape(), c.dtype);
+    // significand bits of the word, and the smallest exponent with full precision
+    const int bits = c.dtype == gpu::DType::fp16 ? 11 : 8, min_exp = c.dtype == gpu::DType::fp16 ? -14 : -126;
     Tensor4<double> sum(want.shape());
     int64_t not_residual = 0;
     for (int64_t i = 0; i < sum.size(); ++i) {
       sum.data()[i] = hi.data()[i] + lo.data()[i];
       // half an ulp of |hi| (bf16: 8 significand bits), the upper one at powers of 2
       const double h = std::fabs(hi.data()[i]);
-      const double half_ulp = h > 0 ? std::ldexp(1.0, std::ilogb(h) - 8) : std::ldexp(1.0, -134);
+      const double half_ulp = std::ldexp(1.0, std::max(h > 0 ? std::ilogb(h) : min_exp, min_exp) - bits);
       if (!(std::fabs(lo.data()[i]) <= half_ulp)) ++not_residual;
     }
     const double err_hi = max_abs_diff(hi, want), err_sum = max_abs_diff(sum, want);
@@ -305,7 +316,8 @@ TEST(ParallaxTrainForward, StatisticsAreOptional) {
   c.problem.window = 33;
   const auto in = quantised_inputs(c);
   const TrainRun full = run_forward(c, in, false);
-  DeviceBuffer<uint16_t> dq(to_bits(in.q)), dr(to_bits(in.r)), dk(to_bits(in.k)), dv(to_bits(in.v));
+  DeviceBuffer<uint16_t> dq(to_bits(in.q, c.dtype)), dr(to_bits(in.r, c.dtype)), dk(to_bits(in.k, c.dtype)),
+      dv(to_bits(in.v, c.dtype));
   DeviceBuffer<uint16_t> dout(static_cast<size_t>(c.problem.q_elements()));
   gpu::TrainForwardArgs a;
   a.problem = c.problem;
@@ -464,8 +476,9 @@ GradRun run_backward(const TrainCase& c, const oracle::AttentionInputs<double>& 
   TrainCase saving = c;
   saving.save_state = true;  // the backward requires o_lo, vbar_lo
   const TrainRun fwd = run_forward(saving, in, poison);
-  const auto [kb, vb] = cache_bits(p, in, poison);
-  DeviceBuffer<uint16_t> dq_in(to_bits(in.q)), dr_in(to_bits(in.r)), dk_in(kb), dv_in(vb), dgo(to_bits(dout));
+  const auto [kb, vb] = cache_bits(p, in, c.dtype, poison);
+  DeviceBuffer<uint16_t> dq_in(to_bits(in.q, c.dtype)), dr_in(to_bits(in.r, c.dtype)), dk_in(kb), dv_in(vb),
+      dgo(to_bits(dout, c.dtype));
   DeviceBuffer<uint16_t> d_o(fwd.o), d_vbar(fwd.vbar), d_o_lo(fwd.o_lo), d_vbar_lo(fwd.vbar_lo);
   DeviceBuffer<float> d_lse(fwd.lse), d_tbar(fwd.tbar);
   DeviceBuffer<uint16_t> gq(static_cast<size_t>(p.q_elements())), gr(gq.size()), gk(static_cast<size_t>(p.kv_elements())),
@@ -497,6 +510,7 @@ GradRun run_backward(const TrainCase& c, const oracle::AttentionInputs<double>& 
   a.workspace = ws.get();
   a.workspace_bytes = ws.size() * 4;
   a.kernel = c.backward_kernel;
+  a.dtype = c.dtype;
   const auto st = gpu::parallax_backward(a, nullptr);
   if (!st.ok) throw std::runtime_error(st.message);
   CUDA_OK(cudaDeviceSynchronize());
@@ -505,7 +519,7 @@ GradRun run_backward(const TrainCase& c, const oracle::AttentionInputs<double>& 
 
 Tensor4<double> quantised_dout(const TrainCase& c) {
   auto g = make_dout<double>(c.problem, c.seed);
-  for (auto& x : g) x = round_to(Precision::bf16, x);
+  for (auto& x : g) x = round_to(precision_of(c.dtype), x);
   return g;
 }
 
@@ -595,8 +609,8 @@ Verdict judge_grads(const TrainCase& c, const oracle::AttentionInputs<double>& i
   Verdict v;
   auto check = [&](const char* name, const Tensor4<double>& want, const Tensor4<float>& base_t,
                    const std::vector<uint16_t>& got_bits, double row_term_floor) {
-    const Tensor4<double> got = from_bf16_bits(got_bits, want.shape());
-    RuleCheck r = baseline_rule(got, want, base_t, Precision::bf16);
+    const Tensor4<double> got = from_bits(got_bits, want.shape(), c.dtype);
+    RuleCheck r = baseline_rule(got, want, base_t, precision_of(c.dtype));
     r.bound += tolerance::kFloorUnits * row_term_floor;
     const double rel = max_norm_relative_error(got, want);
     os << " " << name << " " << r.error << " (baseline " << r.baseline_error << ", bound " << r.bound << ", rel "
@@ -817,6 +831,116 @@ TEST(ParallaxTrainBackwardWgmma, RefusesHeadDimsNotAMultipleOfEight) {
   }
 }
 
+// --- fp16 ---------------------------------------------------------------------------
+// The same kernels with fp16 words (the numerics model's design: the bf16 word counts
+// carry over, KernelNumerics.Fp16SharesTheDesignButNotTheRange). TrainKernel::automatic
+// refuses fp16 until these have passed on the GPU lane, so they pick mma_sync or wgmma
+// explicitly (wgmma draws round the head dim up to a multiple of 8).
+TrainCase draw_fp16_case() {
+  TrainCase c = draw_case();
+  c.dtype = gpu::DType::fp16;
+  const bool wgmma = *rc::gen::arbitrary<bool>().as("wgmma (else mma.sync)");
+  c.kernel = c.backward_kernel = wgmma ? gpu::TrainKernel::wgmma : gpu::TrainKernel::mma_sync;
+  if (wgmma) c.problem.head_dim = (c.problem.head_dim + 7) / 8 * 8;
+  return c;
+}
+
+TEST(ParallaxTrainFp16, ForwardMatchesTheOracleOnDrawnProblems) {
+  LLA_REQUIRE_DEVICE();
+  EXPECT_TRUE(rc::check("fp16 training forward == fp64 oracle within the fp16 baseline-relative bound", [] {
+    const TrainCase c = draw_fp16_case();
+    const auto in = quantised_inputs(c);
+    const auto v = judge(c, in, run_forward(c, in, false));
+    RC_LOG() << v.message << "\n";
+    RC_ASSERT(v.ok);
+  }));
+}
+
+TEST(ParallaxTrainFp16, BackwardMatchesTheOracleOnDrawnProblems) {
+  LLA_REQUIRE_DEVICE();
+  EXPECT_TRUE(rc::check("fp16 training backward == fp64 oracle within the fp16 baseline-relative bound", [] {
+    const TrainCase c = draw_fp16_case();
+    const auto in = quantised_inputs(c);
+    const auto dout = quantised_dout(c);
+    const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
+    RC_LOG() << v.message << "\n";
+    RC_ASSERT(v.ok);
+  }));
+}
+
+TEST(ParallaxTrainFp16, PoisonAndDeterminism) {
+  LLA_REQUIRE_DEVICE();
+  EXPECT_TRUE(rc::check("fp16 forward and backward: poison and repetition are bitwise invariant", [] {
+    const TrainCase c = draw_fp16_case();
+    const auto in = quantised_inputs(c);
+    const auto dout = quantised_dout(c);
+    const auto clean = run_backward(c, in, dout, false);
+    const auto poisoned = run_backward(c, in, dout, true);
+    const auto again = run_backward(c, in, dout, false);
+    RC_ASSERT(clean.dq == poisoned.dq);
+    RC_ASSERT(clean.dr == poisoned.dr);
+    RC_ASSERT(clean.dk == poisoned.dk);
+    RC_ASSERT(clean.dv == poisoned.dv);
+    RC_ASSERT(clean.dq == again.dq);
+    RC_ASSERT(clean.dk == again.dk);
+    RC_ASSERT(clean.dv == again.dv);
+  }));
+}
+
+TEST(ParallaxTrainFp16, AdversarialMagnitudesAndTwoKeyRows) {
+  LLA_REQUIRE_DEVICE();
+  for (gpu::TrainKernel kernel : {gpu::TrainKernel::mma_sync, gpu::TrainKernel::wgmma}) {
+    for (Magnitude m : {Magnitude::large_logits, Magnitude::heavy_keys, Magnitude::near_duplicate_keys,
+                        Magnitude::large}) {
+      TrainCase c;
+      c.problem = Problem::dense(2, 100, 130, 4, 2, 128);
+      c.problem.window = 70;
+      c.magnitude = m;
+      c.seed = 13;
+      c.dtype = gpu::DType::fp16;
+      c.kernel = c.backward_kernel = kernel;
+      const auto in = quantised_inputs(c);
+      const auto dout = quantised_dout(c);
+      const auto fwd = judge(c, in, run_forward(c, in, false));
+      EXPECT_TRUE(fwd.ok) << fwd.message;
+      const auto bwd = judge_grads(c, in, dout, run_backward(c, in, dout, false));
+      EXPECT_TRUE(bwd.ok) << bwd.message;
+    }
+    TrainCase c;  // the two-key rows that needed the saved residuals in bf16
+    c.problem = Problem::dense(1, 2, 2, 1, 1, 64);
+    c.problem.causal = true;
+    c.problem.window = 3;
+    c.magnitude = Magnitude::normal;
+    c.dtype = gpu::DType::fp16;
+    c.kernel = c.backward_kernel = kernel;
+    const auto in = quantised_inputs(c);
+    const auto dout = quantised_dout(c);
+    const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
+    EXPECT_TRUE(v.ok) << v.message;
+  }
+}
+
+TEST(ParallaxTrainFp16, AutomaticRefusesItUntilTheLaneHasRunIt) {
+  LLA_REQUIRE_DEVICE();
+  TrainCase c;
+  c.problem = Problem::dense(1, 16, 16, 2, 2, 64);
+  c.dtype = gpu::DType::fp16;
+  const auto in = quantised_inputs(c);
+  for (int backward = 0; backward < 2; ++backward) {
+    try {
+      if (backward) {
+        c.kernel = gpu::TrainKernel::mma_sync;  // the forward runs; the backward is automatic
+        run_backward(c, in, quantised_dout(c), false);
+      } else {
+        run_forward(c, in, false);
+      }
+      ADD_FAILURE() << "fp16 with TrainKernel::automatic was accepted (backward " << backward << ")";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("automatic refuses it"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(ParallaxTrainForward, RefusesUnsupportedCalls) {
   LLA_REQUIRE_DEVICE();
   alignas(16) static unsigned char dummy[32];
@@ -824,10 +948,10 @@ TEST(ParallaxTrainForward, RefusesUnsupportedCalls) {
   a.problem = Problem::dense(1, 16, 16, 2, 2, 64);
   a.q = a.r = a.k = a.v = dummy;
   a.o = dummy;
-  a.dtype = gpu::DType::fp16;
+  a.dtype = gpu::DType::fp16;  // automatic: refused until the lane has run fp16 (see below)
   auto st = gpu::parallax_forward(a, nullptr);
   EXPECT_FALSE(st.ok);
-  EXPECT_NE(st.message.find("bf16"), std::string::npos) << st.message;
+  EXPECT_NE(st.message.find("automatic refuses it"), std::string::npos) << st.message;
   a.dtype = gpu::DType::bf16;
   a.problem.head_dim = 200;
   st = gpu::parallax_forward(a, nullptr);
