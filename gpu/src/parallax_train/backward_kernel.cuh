@@ -36,13 +36,17 @@ struct BackwardTraits {
   static constexpr int kWarps = 4;
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kDMax = kDMax_;
-  static_assert(kDMax == 64 || kDMax == 128, "head dim buckets 64 and 128 (256: not yet)");
+  static_assert(kDMax == 64 || kDMax == 128 || kDMax == 256, "head dim buckets 64, 128 and 256");
+  // Output columns per CTA, as the forward's (ForwardTraits): at D = 256 two CTAs split
+  // the columns of dk, dv (dq, dr), each recomputing the scores over all of D.
+  static constexpr int kOutCols = kDMax > 128 ? 128 : kDMax;
+  static constexpr int kColSplits = kDMax / kOutCols;
   static constexpr bool kVectorised = kVectorised_;
   static constexpr int kRowBytes = kDMax * 2;
   static constexpr int kPitch = kRowBytes + 16;
   static constexpr int kChunksPerRow = kRowBytes / 16;
   static constexpr int kKSteps = kDMax / 16;
-  static constexpr int kOutTiles = kDMax / 8;
+  static constexpr int kOutTiles = kOutCols / 8;
   // dK/dV: a CTA owns 64 keys (16 per warp) and walks the query rows 16 at a time.
   static constexpr int kKeysPerCta = kWarps * 16;
   static constexpr int kRowsPerStep = 16;
@@ -164,7 +168,9 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
   const long long g = blockIdx.y, D = f.head_dim;
   const SeqView sv = seq_view(f, blockIdx.z);
-  const long long j0 = static_cast<long long>(blockIdx.x) * Traits::kKeysPerCta;
+  // The CTA's keys, and its output columns c0 .. c0 + kOutCols - 1.
+  const long long j0 = static_cast<long long>(blockIdx.x / Traits::kColSplits) * Traits::kKeysPerCta;
+  const int c0 = static_cast<int>(blockIdx.x % Traits::kColSplits) * Traits::kOutCols;
   if (j0 >= sv.k_len) return;
   const int keys_valid = static_cast<int>(min((long long)Traits::kKeysPerCta, sv.k_len - j0));
   // Query rows that can see a key of [j0, j0 + 64): causal rows from the first whose
@@ -261,9 +267,9 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
 #pragma unroll
     for (int nd = 0; nd < NO; nd += 2) {
       uint32_t gf[4], qf[4], rf[4];
-      ldmatrix_x4_trans(gf, gs + bt_off + nd * 16);
-      ldmatrix_x4_trans(qf, qs + bt_off + nd * 16);
-      ldmatrix_x4_trans(rf, rs + bt_off + nd * 16);
+      ldmatrix_x4_trans(gf, gs + bt_off + (c0 + nd * 8) * 2);
+      ldmatrix_x4_trans(qf, qs + bt_off + (c0 + nd * 8) * 2);
+      ldmatrix_x4_trans(rf, rs + bt_off + (c0 + nd * 8) * 2);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const uint32_t* ga = gf + 2 * half;
@@ -290,7 +296,7 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
     for (int nd = 0; nd < NO; ++nd)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const long long col = nd * 8 + 2 * quad + e;
+        const long long col = c0 + nd * 8 + 2 * quad + e;
         if (col >= D) continue;
         static_cast<T*>(p.dk)[base + col] = from_float<T>(dk[nd][2 * hk + e]);
         static_cast<T*>(p.dv)[base + col] = from_float<T>(dv[nd][2 * hk + e]);
@@ -324,7 +330,9 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
   const long long head = blockIdx.y, kv_head = head / f.group, D = f.head_dim;
   const SeqView sv = seq_view(f, blockIdx.z);
-  const long long m0 = static_cast<long long>(blockIdx.x) * Traits::kRowsPerCta;
+  // The CTA's rows, and its output columns c0 .. c0 + kOutCols - 1.
+  const long long m0 = static_cast<long long>(blockIdx.x / Traits::kColSplits) * Traits::kRowsPerCta;
+  const int c0 = static_cast<int>(blockIdx.x % Traits::kColSplits) * Traits::kOutCols;
   if (m0 >= sv.q_len) return;
   const int m_valid = static_cast<int>(min((long long)Traits::kRowsPerCta, sv.q_len - m0));
   long long k_lo, k_hi, unused;
@@ -416,7 +424,7 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
 #pragma unroll
     for (int nd = 0; nd < NO; nd += 2) {
       uint32_t kf[4];
-      ldmatrix_x4_trans(kf, ks + bt_off + nd * 16);
+      ldmatrix_x4_trans(kf, ks + bt_off + (c0 + nd * 8) * 2);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         mma_m16n8k16<T>(dq[nd + half], s_hi, kf[2 * half], kf[2 * half + 1]);
@@ -451,7 +459,7 @@ __device__ void dqdr_cta(const BackwardParams& p, unsigned char* smem) {
     for (int nd = 0; nd < NO; ++nd)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const long long col = nd * 8 + 2 * quad + e;
+        const long long col = c0 + nd * 8 + 2 * quad + e;
         if (col >= D) continue;
         const float kb = kbar[(nd * 4 + 2 * h + e) * Traits::kThreads + threadIdx.x] * inv_p;
         static_cast<T*>(p.dq)[base + col] = from_float<T>(p.scale * (dq[nd][2 * h + e] - sum_ds * kb));

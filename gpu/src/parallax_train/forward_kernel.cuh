@@ -122,7 +122,10 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
   const long long head = blockIdx.y, kv_head = head / p.group, D = p.head_dim;
   const SeqView sv = seq_view(p, blockIdx.z);
-  const long long m0 = static_cast<long long>(blockIdx.x) * Traits::kBlockM;  // first row of the CTA
+  // First row of the CTA, and its output columns c0 .. c0 + kOutCols - 1 (traits.cuh).
+  const long long m0 = static_cast<long long>(blockIdx.x / Traits::kColSplits) * Traits::kBlockM;
+  const int col_split = static_cast<int>(blockIdx.x % Traits::kColSplits);
+  const int c0 = col_split * Traits::kOutCols;
   if (m0 >= sv.q_len) return;  // whole CTA past this sequence's rows (varlen)
   const int m_valid = static_cast<int>(min((long long)Traits::kBlockM, sv.q_len - m0));
 
@@ -293,7 +296,7 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
 #pragma unroll
       for (int n = 0; n < NO; n += 2) {
         uint32_t vf[4];  // b0, b1 of dims n*8.., then of dims (n+1)*8..
-        ldmatrix_x4_trans(vf, vs + kk * 16 * Traits::kPitch + v_off + n * 16);
+        ldmatrix_x4_trans(vf, vs + kk * 16 * Traits::kPitch + v_off + (c0 + n * 8) * 2);
         mma_m16n8k16<T>(o1[n], a1, vf[0], vf[1]);
         mma_m16n8k16<T>(o1[n + 1], a1, vf[2], vf[3]);
         if (p1_two_words) {
@@ -328,14 +331,14 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
     for (int n = 0; n < NO; ++n)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const long long col = n * 8 + 2 * quad + e;
+        const long long col = c0 + n * 8 + 2 * quad + e;
         if (col >= D) continue;
         const float vb = o1[n][2 * h + e] * inv;
         store_two_words(static_cast<T*>(p.o), static_cast<T*>(p.o_lo), orow * D + col,
                         vb * (1.f + tb) - o2[n][2 * h + e] * inv);
         if (p.vbar) store_two_words(static_cast<T*>(p.vbar), static_cast<T*>(p.vbar_lo), orow * D + col, vb);
       }
-    if (quad == 0) {
+    if (quad == 0 && col_split == 0) {
       if (p.lse) p.lse[orow] = s1 > 0.f ? m[h] * kLn2 + logf(s1) : -INFINITY;
       if (p.tbar) p.tbar[orow] = s1 > 0.f ? tb + kappa[h] : 0.f;
     }

@@ -74,7 +74,8 @@ template <template <class, int, bool> class Launch, class T, class... Args>
 cudaError_t dispatch_dim(long long head_dim, Args&&... args) {
   const bool vec = head_dim % 8 == 0;
   if (head_dim <= 64) return vec ? Launch<T, 64, true>::run(args...) : Launch<T, 64, false>::run(args...);
-  return vec ? Launch<T, 128, true>::run(args...) : Launch<T, 128, false>::run(args...);
+  if (head_dim <= 128) return vec ? Launch<T, 128, true>::run(args...) : Launch<T, 128, false>::run(args...);
+  return vec ? Launch<T, 256, true>::run(args...) : Launch<T, 256, false>::run(args...);
 }
 template <template <class, int, bool> class Launch, class... Args>
 cudaError_t dispatch(DType dtype, long long head_dim, Args&&... args) {
@@ -103,8 +104,8 @@ std::optional<std::string> check_common(const Problem& pr, DType dtype, const in
   if (auto e = pr.check()) return *e;
   if (pr.variant != Variant::parallax) return "problem.variant must be parallax";
   if (dtype != DType::bf16 && dtype != DType::fp16) return "dtype must be bf16 or fp16";
-  if (pr.head_dim > 128) {
-    return "head_dim " + std::to_string(pr.head_dim) + " is not implemented yet (head_dim <= 128 is)";
+  if (pr.head_dim > 256) {
+    return "head_dim " + std::to_string(pr.head_dim) + " is not supported (head_dim <= 256 is)";
   }
   if (!pr.seqused_k.empty() || !pr.cache_start.empty()) {
     return "seqused_k / cache_start are decode features (use parallax_decode)";
@@ -162,7 +163,7 @@ ForwardParams params_of(const Problem& pr, const int32_t* cu_q, const int32_t* c
 // wgmma request is checked by the caller instead, with a message.
 bool uses_wgmma(TrainKernel kernel, long long head_dim, long long max_k) {
   if (kernel != TrainKernel::automatic) return kernel == TrainKernel::wgmma;
-  if (head_dim % 8 != 0 || max_k > INT32_MAX - 256) return false;
+  if (head_dim % 8 != 0 || head_dim > 128 || max_k > INT32_MAX - 256) return false;
   int device = 0, major = 0, minor = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
@@ -173,11 +174,26 @@ bool uses_wgmma(TrainKernel kernel, long long head_dim, long long max_k) {
 }
 
 // fp16 runs the same kernels with fp16 words (the numerics model's design,
-// KernelNumerics.Fp16SharesTheDesignButNotTheRange) but has not been through the GPU
-// lane yet: until it has, only an explicit kernel choice runs it.
+// KernelNumerics.Fp16SharesTheDesignButNotTheRange), and head dims 129-256 the mma.sync
+// kernels with their output columns split over two CTAs; neither has been through the
+// GPU lane yet: until they have, only an explicit kernel choice runs them.
 constexpr const char* kFp16NotYetProven =
     "fp16 is written but not yet checked on a GPU by the lane: TrainKernel::automatic refuses it; "
     "pass TrainKernel::mma_sync or TrainKernel::wgmma to run it (docs/training.md)";
+constexpr const char* kWideHeadsNotYetProven =
+    "head_dim > 128 is written but not yet checked on a GPU by the lane: TrainKernel::automatic refuses it; "
+    "pass TrainKernel::mma_sync to run it (docs/training.md)";
+
+// Checks what both entry points refuse for the kernel choice; empty when it can run.
+std::optional<std::string> check_kernel_choice(const Problem& pr, DType dtype, TrainKernel kernel) {
+  if (kernel == TrainKernel::automatic && dtype == DType::fp16) return std::string(kFp16NotYetProven);
+  if (kernel == TrainKernel::automatic && pr.head_dim > 128) return std::string(kWideHeadsNotYetProven);
+  if (kernel == TrainKernel::wgmma && (pr.head_dim % 8 != 0 || pr.head_dim > 128)) {
+    return "the wgmma kernels need head_dim % 8 == 0 and head_dim <= 128 (head_dim " +
+           std::to_string(pr.head_dim) + "): use TrainKernel::automatic or mma_sync";
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 }  // namespace train
@@ -188,9 +204,7 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k, {a.q, a.r, a.o}, {a.k, a.v})) {
     return refuse(*e);
   }
-  if (a.dtype == DType::fp16 && a.kernel == TrainKernel::automatic) {
-    return refuse(train::kFp16NotYetProven);
-  }
+  if (auto e = train::check_kernel_choice(pr, a.dtype, a.kernel)) return refuse(*e);
   for (const void* ptr : {a.vbar, a.o_lo, a.vbar_lo}) {
     if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return refuse("tensors must be 16-byte aligned");
   }
@@ -198,16 +212,12 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   for (const float* ptr : std::initializer_list<const float*>{a.lse, a.tbar}) {
     if (reinterpret_cast<uintptr_t>(ptr) % alignof(float) != 0) return refuse("lse and tbar must be float-aligned");
   }
-  if (a.kernel == TrainKernel::wgmma && pr.head_dim % 8 != 0) {
-    return refuse("the wgmma kernel needs head_dim % 8 == 0 (head_dim " + std::to_string(pr.head_dim) +
-                  "): use TrainKernel::automatic");
-  }
   const train::Extent ext = train::extent_of(pr);
   constexpr long long kBlockM = train::ForwardTraits<64, true>::kBlockM;
   static_assert(kBlockM == train::kWgmmaForwardRows, "both forwards take 64 rows per CTA");
   const long long m_blocks = (ext.max_q + kBlockM - 1) / kBlockM;
   if (ext.sequences == 0 || m_blocks == 0) return Status{};
-  if (m_blocks > INT32_MAX || pr.heads_q > 65535 || ext.sequences > 65535) {
+  if (m_blocks > INT32_MAX / 2 || pr.heads_q > 65535 || ext.sequences > 65535) {
     return refuse("grid too large (sequence length, heads or batch)");
   }
   const bool use_wgmma = train::uses_wgmma(a.kernel, pr.head_dim, ext.max_k);
@@ -225,7 +235,9 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   p.vbar_lo = a.vbar_lo;
   p.lse = a.lse;
   p.tbar = a.tbar;
-  const dim3 grid(static_cast<unsigned>(m_blocks), static_cast<unsigned>(pr.heads_q),
+  // D > 128: two CTAs per row block split the output columns (ForwardTraits::kColSplits).
+  const long long col_splits = pr.head_dim > 128 ? 2 : 1;
+  const dim3 grid(static_cast<unsigned>(m_blocks * col_splits), static_cast<unsigned>(pr.heads_q),
                   static_cast<unsigned>(ext.sequences));
   const cudaError_t e =
       use_wgmma ? train::launch_forward_wgmma(p, a.dtype, grid, static_cast<cudaStream_t>(stream))
@@ -244,18 +256,12 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
   if (pr.q_elements() > 0 && (a.o_lo == nullptr || a.vbar_lo == nullptr)) {
     return refuse("o_lo and vbar_lo saved by the forward are required (TrainForwardArgs::o_lo, vbar_lo)");
   }
-  if (a.kernel == TrainKernel::wgmma && pr.head_dim % 8 != 0) {
-    return refuse("the wgmma backward kernels need head_dim % 8 == 0 (head_dim " + std::to_string(pr.head_dim) +
-                  "): use TrainKernel::automatic");
-  }
   if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k,
                                    {a.q, a.r, a.o, a.vbar, a.o_lo, a.vbar_lo, a.dout, a.dq, a.dr},
                                    {a.k, a.v, a.dk, a.dv})) {
     return refuse(*e);
   }
-  if (a.dtype == DType::fp16 && a.kernel == TrainKernel::automatic) {
-    return refuse(train::kFp16NotYetProven);
-  }
+  if (auto e = train::check_kernel_choice(pr, a.dtype, a.kernel)) return refuse(*e);
   if (pr.q_elements() > 0 && (a.lse == nullptr || a.tbar == nullptr)) {
     return refuse("lse and tbar from the forward are required");
   }
@@ -272,7 +278,7 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
   const train::Extent ext = train::extent_of(pr);
   if (ext.sequences == 0) return Status{};
   const long long m_blocks = (ext.max_q + 63) / 64, n_blocks = (ext.max_k + 63) / 64;
-  if (m_blocks > INT32_MAX || n_blocks > INT32_MAX || pr.heads_q > 65535 || ext.sequences > 65535 ||
+  if (m_blocks > INT32_MAX / 2 || n_blocks > INT32_MAX / 2 || pr.heads_q > 65535 || ext.sequences > 65535 ||
       pr.batch * pr.seqlen_q * pr.heads_q / 4 >= INT32_MAX) {
     return refuse("grid too large (sequence length, heads or batch)");
   }
@@ -310,9 +316,11 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
     }
   }
   if (m_blocks == 0 && n_blocks == 0) return Status{};
-  const dim3 dkdv_grid(static_cast<unsigned>(std::max(1LL, n_blocks)), static_cast<unsigned>(pr.heads_kv),
+  // D > 128: two CTAs per key (row) block split the output columns (BackwardTraits::kColSplits).
+  const long long col_splits = pr.head_dim > 128 ? 2 : 1;
+  const dim3 dkdv_grid(static_cast<unsigned>(std::max(1LL, n_blocks) * col_splits), static_cast<unsigned>(pr.heads_kv),
                        static_cast<unsigned>(ext.sequences));
-  const dim3 dqdr_grid(static_cast<unsigned>(std::max(1LL, m_blocks)), static_cast<unsigned>(pr.heads_q),
+  const dim3 dqdr_grid(static_cast<unsigned>(std::max(1LL, m_blocks) * col_splits), static_cast<unsigned>(pr.heads_q),
                        static_cast<unsigned>(ext.sequences));
   const bool use_wgmma = train::uses_wgmma(a.kernel, pr.head_dim, ext.max_k);
   if (use_wgmma && ext.max_k > INT32_MAX - 256) {

@@ -22,7 +22,12 @@ struct ForwardTraits {
   // so the score blocks stay at 16 keys (32 at D = 64) to avoid spills.
   static constexpr int kBlockN = kDMax >= 128 ? 16 : 32;
   static constexpr int kStages = 2;
-  static_assert(kDMax == 64 || kDMax == 128, "head dim buckets 64 and 128 (256: not yet)");
+  static_assert(kDMax == 64 || kDMax == 128 || kDMax == 256, "head dim buckets 64, 128 and 256");
+  // Output columns per CTA: at D = 256 two CTAs split o's columns (blockIdx.x = 2 m_block
+  // + split), each recomputing the scores over all of D, so the O accumulators stay at
+  // the D = 128 size. Correct, not fast: the 256 bucket is the fallback for D > 128.
+  static constexpr int kOutCols = kDMax > 128 ? 128 : kDMax;
+  static constexpr int kColSplits = kDMax / kOutCols;
   // D % 8 == 0: rows copied by 16-byte cp.async; otherwise element by element
   // (never a byte past D: it may belong to a row the kernel must not read).
   static constexpr bool kVectorised = kVectorised_;
@@ -32,7 +37,7 @@ struct ForwardTraits {
   static constexpr int kKSteps = kDMax / 16;      // k-steps of Q.K^T and R.K^T
   static constexpr int kScoreTiles = kBlockN / 8; // n-tiles of a score block (16 x kBlockN)
   static constexpr int kPvSteps = kBlockN / 16;   // k-steps of P.V
-  static constexpr int kOutTiles = kDMax / 8;     // n-tiles of O (16 x D)
+  static constexpr int kOutTiles = kOutCols / 8;  // n-tiles of O (16 x kOutCols)
   static constexpr size_t kQBytes = size_t(kBlockM) * kPitch;
   static constexpr size_t kTileBytes = size_t(kBlockN) * kPitch;
   static constexpr size_t kSmemBytes = 2 * kQBytes + 2 * kStages * kTileBytes;  // Q, R, K and V stages
