@@ -47,7 +47,6 @@ double in_words(double x, int words, Precision word) {
   }
   return sum;
 }
-double in_bf16_words(double x, int words) { return in_words(x, words, Precision::bf16); }
 
 struct WeightScheme {
   const char* name;
