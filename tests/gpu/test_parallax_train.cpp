@@ -1,7 +1,7 @@
 // The Parallax training kernels on the GPU against the fp64 oracle (label gpu).
 // Every case is judged with the baseline-relative rule of lla/tolerance_policy.hpp:
-// the forward on o, vbar (bf16) and lse, tbar (fp32); the backward on dq, dr, dk, dv
-// (bf16), on the same quantised inputs.
+// the forward on o, vbar (the input dtype, bf16 or fp16) and lse, tbar (fp32); the
+// backward on dq, dr, dk, dv (the input dtype), on the same quantised inputs.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
@@ -71,7 +71,7 @@ std::vector<uint16_t> to_bits(const Tensor4<double>& t, gpu::DType d) {
   return b;
 }
 
-// K and V as bf16 bits; with `poison`, NaN in every key slot no query row of its
+// K and V as bits of the dtype; with `poison`, NaN in every key slot no query row of its
 // sequence may see (the kernels must not let them reach any output).
 std::pair<std::vector<uint16_t>, std::vector<uint16_t>> cache_bits(const Problem& p,
                                                                    const oracle::AttentionInputs<double>& in,
@@ -153,8 +153,8 @@ Verdict judge(const TrainCase& c, const oracle::AttentionInputs<double>& in, con
   std::ostringstream os;
   os << p.describe() << " magnitude=" << to_string(c.magnitude) << ":";
   Verdict v;
-  // o and vbar in bf16: the baseline is the fp32 oracle rounded to bf16.
-  auto check_bf16 = [&](const char* name, const Tensor4<double>& want, const auto& base_t,
+  // o and vbar in the dtype: the baseline is the fp32 oracle rounded to it.
+  auto check_16 = [&](const char* name, const Tensor4<double>& want, const auto& base_t,
                         const std::vector<uint16_t>& got_bits) {
     const Tensor4<double> got = from_bits(got_bits, want.shape(), c.dtype);
     const RuleCheck r = baseline_rule(got, want, base_t, precision_of(c.dtype));
@@ -162,10 +162,10 @@ Verdict judge(const TrainCase& c, const oracle::AttentionInputs<double>& in, con
     if (!r.ok()) v.ok = false;
     return max_norm_relative_error(got, want);
   };
-  v.rel_err = check_bf16("o", ref.o, base.o, run.o);
-  check_bf16("vbar", ref.vbar, base.vbar, run.vbar);
-  // Saved residuals: lo is what the bf16 rounding of hi left (|lo| <= half an ulp of hi;
-  // not hi = bf16(hi + lo): lo's own rounding can make a tie), and hi + lo is at least
+  v.rel_err = check_16("o", ref.o, base.o, run.o);
+  check_16("vbar", ref.vbar, base.vbar, run.vbar);
+  // Saved residuals: lo is what the rounding of hi left (|lo| <= half an ulp of hi;
+  // not hi = T(hi + lo): lo's own rounding can make a tie), and hi + lo is at least
   // as close to the oracle as hi
   // (the backward's tests are the real check: its row terms need these 16 bits).
   auto check_residual = [&](const char* name, const Tensor4<double>& want, const std::vector<uint16_t>& hi_bits,
@@ -178,7 +178,7 @@ Verdict judge(const TrainCase& c, const oracle::AttentionInputs<double>& in, con
     int64_t not_residual = 0;
     for (int64_t i = 0; i < sum.size(); ++i) {
       sum.data()[i] = hi.data()[i] + lo.data()[i];
-      // half an ulp of |hi| (bf16: 8 significand bits), the upper one at powers of 2
+      // half an ulp of |hi| (8 significand bits in bf16, 11 in fp16), the upper one at powers of 2
       const double h = std::fabs(hi.data()[i]);
       const double half_ulp = std::ldexp(1.0, std::max(h > 0 ? std::ilogb(h) : min_exp, min_exp) - bits);
       if (!(std::fabs(lo.data()[i]) <= half_ulp)) ++not_residual;

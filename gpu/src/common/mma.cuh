@@ -101,6 +101,7 @@ __device__ __forceinline__ uint32_t pack2(float first, float second) {
     const __half2 v = __floats2half2_rn(first, second);
     return *reinterpret_cast<const uint32_t*>(&v);
   } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 or fp16");
     return pack_bf16(first, second);
   }
 }
@@ -124,6 +125,7 @@ __device__ __forceinline__ void split2(float x0, float x1, uint32_t& hi, uint32_
     hi = *reinterpret_cast<const uint32_t*>(&h);
     lo = pack2<__half>(x0 - __half2float(h0), x1 - __half2float(h1));
   } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 or fp16");
     split2_bf16(x0, x1, hi, lo);
   }
 }

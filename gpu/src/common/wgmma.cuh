@@ -29,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "element.cuh"
 
@@ -110,6 +111,7 @@ __device__ __forceinline__ void wgmma_m64n32k16_ss(float (&d)[16], uint64_t desc
   if constexpr (kIsFp16<T>) {
     LLA_WGMMA_M64N32K16_SS("f16.f16");
   } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 or fp16");
     LLA_WGMMA_M64N32K16_SS("bf16.bf16");
   }
 #undef LLA_WGMMA_M64N32K16_SS
@@ -133,6 +135,7 @@ __device__ __forceinline__ void wgmma_m64n64k16_ss(float (&d)[32], uint64_t desc
   if constexpr (kIsFp16<T>) {
     LLA_WGMMA_M64N64K16_SS("f16.f16");
   } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 or fp16");
     LLA_WGMMA_M64N64K16_SS("bf16.bf16");
   }
 #undef LLA_WGMMA_M64N64K16_SS
@@ -156,6 +159,7 @@ __device__ __forceinline__ void wgmma_m64n128k16_ss(float (&d)[64], uint64_t des
   if constexpr (kIsFp16<T>) {
     LLA_WGMMA_M64N128K16_SS("f16.f16");
   } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 or fp16");
     LLA_WGMMA_M64N128K16_SS("bf16.bf16");
   }
 #undef LLA_WGMMA_M64N128K16_SS
@@ -180,6 +184,7 @@ __device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_
   if constexpr (kIsFp16<T>) {
     LLA_WGMMA_M64N64K16_RS("f16.f16");
   } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 or fp16");
     LLA_WGMMA_M64N64K16_RS("bf16.bf16");
   }
 #undef LLA_WGMMA_M64N64K16_RS
@@ -204,6 +209,7 @@ __device__ __forceinline__ void wgmma_m64n128k16_rs(float (&d)[64], const uint32
   if constexpr (kIsFp16<T>) {
     LLA_WGMMA_M64N128K16_RS("f16.f16");
   } else {
+    static_assert(std::is_same_v<T, __nv_bfloat16>, "bf16 or fp16");
     LLA_WGMMA_M64N128K16_RS("bf16.bf16");
   }
 #undef LLA_WGMMA_M64N128K16_RS

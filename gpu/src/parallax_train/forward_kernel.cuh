@@ -8,7 +8,7 @@
 // (the weighted mean of t over that tile). The output is invariant to t -> t - kappa
 // (spec: "t shift"); the shift keeps P2 near the scale of the spread of t rather
 // than of |t|, which is what O2 cancels against in o = O1/d1 (1 + d2/d1) - O2/d1.
-// P1 goes to the tensor cores as one bf16 word (FlashAttention's choice for P), P2 as
+// P1 goes to the tensor cores as one word of T (FlashAttention's choice for P), P2 as
 // hi + lo words (16 significand bits): the CPU model of this rounding
 // (tests/reference/test_kernel_numerics.cpp) meets the baseline-relative rule with
 // this split on every input class, and fails it with one word for P2.
@@ -23,7 +23,7 @@
 
 namespace lla::gpu::train {
 
-// Tensors hold elements of the call's type T (bf16; fp16 next), which the kernels
+// Tensors hold elements of the call's type T (bf16 or fp16), which the kernels
 // take from their Traits::Element.
 struct ForwardParams {
   const void* q;
@@ -182,7 +182,7 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
   const int k_off = ldsm_b_offset(lane, Traits::kPitch);
   const int v_off = ldsm_bt_offset(lane, Traits::kPitch);
   // Saving the backward's state (o_lo, vbar_lo) needs o and vbar to 16 bits: P1 in two
-  // words then (docs/training.md, "Saved state"); one word is enough for o in bf16.
+  // words then (docs/training.md, "Saved state"); one word is enough for o alone.
   const bool p1_two_words = p.o_lo != nullptr || p.vbar_lo != nullptr;
 
   for (int tile = 0; tile < tiles; ++tile) {
@@ -280,7 +280,7 @@ __device__ void forward_cta(const ForwardParams& p, unsigned char* smem) {
       }
     }
 
-    // 3. O1 += P1 V (one bf16 word per weight; two when the backward's state is saved),
+    // 3. O1 += P1 V (one word per weight; two when the backward's state is saved),
     //    O2 += P2 V (hi + lo words).
 #pragma unroll
     for (int kk = 0; kk < PS; ++kk) {

@@ -49,8 +49,8 @@ struct TrainForwardArgs {
   const void* v = nullptr;
   void* o = nullptr;
   void* vbar = nullptr;   // optional: saved for the backward
-  // Optional, saved for the backward (which requires them): the bf16 rounding residuals
-  // o - bf16(o) and vbar - bf16(vbar), shaped like q. The backward's row terms g.o and
+  // Optional, saved for the backward (which requires them): the rounding residuals
+  // o - T(o) and vbar - T(vbar) in the input dtype T, shaped like q. The backward's row terms g.o and
   // g.vbar need 16 significand bits of o and vbar; with 8 its gradients can break the
   // accuracy rule by 20x (two-key rows; docs/training.md, "Saved state").
   void* o_lo = nullptr;
