@@ -13,6 +13,7 @@
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -171,7 +172,8 @@ Verdict judge(const TrainCase& c, const oracle::AttentionInputs<double>& in, con
   auto check_residual = [&](const char* name, const Tensor4<double>& want, const std::vector<uint16_t>& hi_bits,
                             const std::vector<uint16_t>& lo_bits) {
     if (lo_bits.empty()) return;
-    const Tensor4<double> hi = from_bits(hi_bits, want.shape(), c.dtype), lo = from_bits(lo_bits, want.shape(), c.dtype);
+    const Tensor4<double> hi = from_bits(hi_bits, want.shape(), c.dtype);
+    const Tensor4<double> lo = from_bits(lo_bits, want.shape(), c.dtype);
     // significand bits of the word, and the smallest exponent with full precision
     const int bits = c.dtype == gpu::DType::fp16 ? 11 : 8, min_exp = c.dtype == gpu::DType::fp16 ? -14 : -126;
     Tensor4<double> sum(want.shape());
@@ -258,10 +260,12 @@ TrainCase draw_mma_sync_case() {
   return c;
 }
 
-TEST(ParallaxTrainForward, MatchesTheOracleOnDrawnProblems) {
-  LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("mma.sync training forward == fp64 oracle within the baseline-relative bound", [] {
-    const TrainCase c = draw_mma_sync_case();
+// The forward's properties on the cases `draw` makes (a RapidCheck generator body),
+// run by every implementation's suite; `what` names the implementation.
+template <class Draw>
+void forward_matches_the_oracle(const std::string& what, Draw draw) {
+  EXPECT_TRUE(rc::check(what + " == fp64 oracle within the baseline-relative bound", [draw] {
+    const TrainCase c = draw();
     const auto in = quantised_inputs(c);
     const auto v = judge(c, in, run_forward(c, in, false));
     RC_LOG() << v.message << "\n";
@@ -271,10 +275,10 @@ TEST(ParallaxTrainForward, MatchesTheOracleOnDrawnProblems) {
 
 // NaN in every key slot no row may see, and in the outputs beforehand, changes
 // nothing; two runs are bitwise equal.
-TEST(ParallaxTrainForward, PoisonAndDeterminism) {
-  LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("mma.sync forward: poison and repetition are bitwise invariant", [] {
-    const TrainCase c = draw_mma_sync_case();
+template <class Draw>
+void forward_poison_and_determinism(const std::string& what, Draw draw) {
+  EXPECT_TRUE(rc::check(what + ": poison and repetition are bitwise invariant", [draw] {
+    const TrainCase c = draw();
     const auto in = quantised_inputs(c);
     const auto clean = run_forward(c, in, false);
     const auto poisoned = run_forward(c, in, true);
@@ -288,6 +292,16 @@ TEST(ParallaxTrainForward, PoisonAndDeterminism) {
     RC_ASSERT(std::memcmp(clean.lse.data(), poisoned.lse.data(), clean.lse.size() * sizeof(float)) == 0);
     RC_ASSERT(std::memcmp(clean.tbar.data(), poisoned.tbar.data(), clean.tbar.size() * sizeof(float)) == 0);
   }));
+}
+
+TEST(ParallaxTrainForward, MatchesTheOracleOnDrawnProblems) {
+  LLA_REQUIRE_DEVICE();
+  forward_matches_the_oracle("mma.sync training forward", draw_mma_sync_case);
+}
+
+TEST(ParallaxTrainForward, PoisonAndDeterminism) {
+  LLA_REQUIRE_DEVICE();
+  forward_poison_and_determinism("mma.sync forward", draw_mma_sync_case);
 }
 
 TEST(ParallaxTrainForward, AdversarialMagnitudes) {
@@ -358,7 +372,8 @@ TEST(ParallaxTrainForward, MaxNormErrorTarget) {
   }
   std::sort(errors.begin(), errors.end());
   const double median = errors[errors.size() / 2];
-  accuracy_line("training forward (mma.sync) max-norm relative error (bf16) median %.3e worst %.3e\n", median, errors.back());
+  accuracy_line("training forward (mma.sync) max-norm relative error (bf16) median %.3e worst %.3e\n", median,
+                errors.back());
   EXPECT_LE(median, kTrainMedianTargetBf16);
 }
 
@@ -376,32 +391,12 @@ TrainCase draw_wgmma_case() {
 
 TEST(ParallaxTrainForwardWgmma, MatchesTheOracleOnDrawnProblems) {
   LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("wgmma training forward == fp64 oracle within the baseline-relative bound", [] {
-    const TrainCase c = draw_wgmma_case();
-    const auto in = quantised_inputs(c);
-    const auto v = judge(c, in, run_forward(c, in, false));
-    RC_LOG() << v.message << "\n";
-    RC_ASSERT(v.ok);
-  }));
+  forward_matches_the_oracle("wgmma training forward", draw_wgmma_case);
 }
 
 TEST(ParallaxTrainForwardWgmma, PoisonAndDeterminism) {
   LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("wgmma forward: poison and repetition are bitwise invariant", [] {
-    const TrainCase c = draw_wgmma_case();
-    const auto in = quantised_inputs(c);
-    const auto clean = run_forward(c, in, false);
-    const auto poisoned = run_forward(c, in, true);
-    const auto again = run_forward(c, in, false);
-    RC_ASSERT(clean.o == poisoned.o);
-    RC_ASSERT(clean.vbar == poisoned.vbar);
-    RC_ASSERT(clean.o_lo == poisoned.o_lo);
-    RC_ASSERT(clean.vbar_lo == poisoned.vbar_lo);
-    RC_ASSERT(clean.o == again.o);
-    RC_ASSERT(clean.o_lo == again.o_lo);
-    RC_ASSERT(std::memcmp(clean.lse.data(), poisoned.lse.data(), clean.lse.size() * sizeof(float)) == 0);
-    RC_ASSERT(std::memcmp(clean.tbar.data(), poisoned.tbar.data(), clean.tbar.size() * sizeof(float)) == 0);
-  }));
+  forward_poison_and_determinism("wgmma forward", draw_wgmma_case);
 }
 
 TEST(ParallaxTrainForwardWgmma, AdversarialMagnitudes) {
@@ -639,9 +634,11 @@ TrainCase draw_backward_case(gpu::TrainKernel bwd) {
   return c;
 }
 
-void backward_matches_the_oracle(gpu::TrainKernel bwd) {
-  EXPECT_TRUE(rc::check("training backward == fp64 oracle within the baseline-relative bound", [bwd] {
-    const TrainCase c = draw_backward_case(bwd);
+// The backward's properties on the cases `draw` makes, as the forward's above.
+template <class Draw>
+void backward_matches_the_oracle(const std::string& what, Draw draw) {
+  EXPECT_TRUE(rc::check(what + " == fp64 oracle within the baseline-relative bound", [draw] {
+    const TrainCase c = draw();
     const auto in = quantised_inputs(c);
     const auto dout = quantised_dout(c);
     const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
@@ -654,14 +651,19 @@ void backward_matches_the_oracle(gpu::TrainKernel bwd) {
 // b_i = g.vbar as exact as the weights, so the forward saves o and vbar as hi + lo
 // words and sends P1 in two words (tests/reference/test_kernel_numerics.cpp,
 // BackwardTwoKeyRowsNeedTheSavedResiduals: 11x the bound without them). Both forwards.
+TrainCase two_key_rows_case() {
+  TrainCase c;
+  c.problem = Problem::dense(1, 2, 2, 1, 1, 64);
+  c.problem.causal = true;
+  c.problem.window = 3;
+  c.magnitude = Magnitude::normal;
+  c.seed = 1;
+  return c;
+}
+
 void backward_two_key_rows(gpu::TrainKernel bwd) {
   for (gpu::TrainKernel kernel : {gpu::TrainKernel::automatic, gpu::TrainKernel::mma_sync}) {
-    TrainCase c;
-    c.problem = Problem::dense(1, 2, 2, 1, 1, 64);
-    c.problem.causal = true;
-    c.problem.window = 3;
-    c.magnitude = Magnitude::normal;
-    c.seed = 1;
+    TrainCase c = two_key_rows_case();
     c.kernel = kernel;
     c.backward_kernel = bwd;
     const auto in = quantised_inputs(c);
@@ -671,9 +673,10 @@ void backward_two_key_rows(gpu::TrainKernel bwd) {
   }
 }
 
-void backward_poison_and_determinism(gpu::TrainKernel bwd) {
-  EXPECT_TRUE(rc::check("backward: poison and repetition are bitwise invariant", [bwd] {
-    const TrainCase c = draw_backward_case(bwd);
+template <class Draw>
+void backward_poison_and_determinism(const std::string& what, Draw draw) {
+  EXPECT_TRUE(rc::check(what + ": poison and repetition are bitwise invariant", [draw] {
+    const TrainCase c = draw();
     const auto in = quantised_inputs(c);
     const auto dout = quantised_dout(c);
     const auto clean = run_backward(c, in, dout, false);
@@ -737,7 +740,8 @@ void backward_max_norm_target(gpu::TrainKernel bwd, const char* label) {
 
 TEST(ParallaxTrainBackward, MatchesTheOracleOnDrawnProblems) {
   LLA_REQUIRE_DEVICE();
-  backward_matches_the_oracle(gpu::TrainKernel::mma_sync);
+  backward_matches_the_oracle("mma.sync training backward",
+                              [] { return draw_backward_case(gpu::TrainKernel::mma_sync); });
 }
 TEST(ParallaxTrainBackward, TwoKeyRows) {
   LLA_REQUIRE_DEVICE();
@@ -745,7 +749,7 @@ TEST(ParallaxTrainBackward, TwoKeyRows) {
 }
 TEST(ParallaxTrainBackward, PoisonAndDeterminism) {
   LLA_REQUIRE_DEVICE();
-  backward_poison_and_determinism(gpu::TrainKernel::mma_sync);
+  backward_poison_and_determinism("mma.sync backward", [] { return draw_backward_case(gpu::TrainKernel::mma_sync); });
 }
 TEST(ParallaxTrainBackward, AdversarialMagnitudes) {
   LLA_REQUIRE_DEVICE();
@@ -758,7 +762,8 @@ TEST(ParallaxTrainBackward, MaxNormErrorTarget) {
 
 TEST(ParallaxTrainBackwardWgmma, MatchesTheOracleOnDrawnProblems) {
   LLA_REQUIRE_DEVICE();
-  backward_matches_the_oracle(gpu::TrainKernel::wgmma);
+  backward_matches_the_oracle("wgmma training backward",
+                              [] { return draw_backward_case(gpu::TrainKernel::wgmma); });
 }
 TEST(ParallaxTrainBackwardWgmma, TwoKeyRows) {
   LLA_REQUIRE_DEVICE();
@@ -766,7 +771,7 @@ TEST(ParallaxTrainBackwardWgmma, TwoKeyRows) {
 }
 TEST(ParallaxTrainBackwardWgmma, PoisonAndDeterminism) {
   LLA_REQUIRE_DEVICE();
-  backward_poison_and_determinism(gpu::TrainKernel::wgmma);
+  backward_poison_and_determinism("wgmma backward", [] { return draw_backward_case(gpu::TrainKernel::wgmma); });
 }
 TEST(ParallaxTrainBackwardWgmma, AdversarialMagnitudes) {
   LLA_REQUIRE_DEVICE();
@@ -847,44 +852,18 @@ TrainCase draw_fp16_case() {
 
 TEST(ParallaxTrainFp16, ForwardMatchesTheOracleOnDrawnProblems) {
   LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("fp16 training forward == fp64 oracle within the fp16 baseline-relative bound", [] {
-    const TrainCase c = draw_fp16_case();
-    const auto in = quantised_inputs(c);
-    const auto v = judge(c, in, run_forward(c, in, false));
-    RC_LOG() << v.message << "\n";
-    RC_ASSERT(v.ok);
-  }));
+  forward_matches_the_oracle("fp16 training forward", draw_fp16_case);
 }
 
 TEST(ParallaxTrainFp16, BackwardMatchesTheOracleOnDrawnProblems) {
   LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("fp16 training backward == fp64 oracle within the fp16 baseline-relative bound", [] {
-    const TrainCase c = draw_fp16_case();
-    const auto in = quantised_inputs(c);
-    const auto dout = quantised_dout(c);
-    const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
-    RC_LOG() << v.message << "\n";
-    RC_ASSERT(v.ok);
-  }));
+  backward_matches_the_oracle("fp16 training backward", draw_fp16_case);
 }
 
 TEST(ParallaxTrainFp16, PoisonAndDeterminism) {
   LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("fp16 forward and backward: poison and repetition are bitwise invariant", [] {
-    const TrainCase c = draw_fp16_case();
-    const auto in = quantised_inputs(c);
-    const auto dout = quantised_dout(c);
-    const auto clean = run_backward(c, in, dout, false);
-    const auto poisoned = run_backward(c, in, dout, true);
-    const auto again = run_backward(c, in, dout, false);
-    RC_ASSERT(clean.dq == poisoned.dq);
-    RC_ASSERT(clean.dr == poisoned.dr);
-    RC_ASSERT(clean.dk == poisoned.dk);
-    RC_ASSERT(clean.dv == poisoned.dv);
-    RC_ASSERT(clean.dq == again.dq);
-    RC_ASSERT(clean.dk == again.dk);
-    RC_ASSERT(clean.dv == again.dv);
-  }));
+  forward_poison_and_determinism("fp16 forward", draw_fp16_case);
+  backward_poison_and_determinism("fp16 backward", draw_fp16_case);
 }
 
 TEST(ParallaxTrainFp16, AdversarialMagnitudesAndTwoKeyRows) {
@@ -906,11 +885,7 @@ TEST(ParallaxTrainFp16, AdversarialMagnitudesAndTwoKeyRows) {
       const auto bwd = judge_grads(c, in, dout, run_backward(c, in, dout, false));
       EXPECT_TRUE(bwd.ok) << bwd.message;
     }
-    TrainCase c;  // the two-key rows that needed the saved residuals in bf16
-    c.problem = Problem::dense(1, 2, 2, 1, 1, 64);
-    c.problem.causal = true;
-    c.problem.window = 3;
-    c.magnitude = Magnitude::normal;
+    TrainCase c = two_key_rows_case();  // the rows that needed the saved residuals in bf16
     c.dtype = gpu::DType::fp16;
     c.kernel = c.backward_kernel = kernel;
     const auto in = quantised_inputs(c);
@@ -955,48 +930,18 @@ TrainCase draw_wide_case() {
 
 TEST(ParallaxTrainWideHeads, ForwardMatchesTheOracleOnDrawnProblems) {
   LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("training forward, 128 < D <= 256 == fp64 oracle within the baseline-relative bound", [] {
-    const TrainCase c = draw_wide_case();
-    const auto in = quantised_inputs(c);
-    const auto v = judge(c, in, run_forward(c, in, false));
-    RC_LOG() << v.message << "\n";
-    RC_ASSERT(v.ok);
-  }));
+  forward_matches_the_oracle("training forward, 128 < D <= 256", draw_wide_case);
 }
 
 TEST(ParallaxTrainWideHeads, BackwardMatchesTheOracleOnDrawnProblems) {
   LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("training backward, 128 < D <= 256 == fp64 oracle within the baseline-relative bound", [] {
-    const TrainCase c = draw_wide_case();
-    const auto in = quantised_inputs(c);
-    const auto dout = quantised_dout(c);
-    const auto v = judge_grads(c, in, dout, run_backward(c, in, dout, false));
-    RC_LOG() << v.message << "\n";
-    RC_ASSERT(v.ok);
-  }));
+  backward_matches_the_oracle("training backward, 128 < D <= 256", draw_wide_case);
 }
 
 TEST(ParallaxTrainWideHeads, PoisonAndDeterminism) {
   LLA_REQUIRE_DEVICE();
-  EXPECT_TRUE(rc::check("128 < D <= 256: poison and repetition are bitwise invariant", [] {
-    const TrainCase c = draw_wide_case();
-    const auto in = quantised_inputs(c);
-    const auto fwd_clean = run_forward(c, in, false), fwd_poisoned = run_forward(c, in, true);
-    RC_ASSERT(fwd_clean.o == fwd_poisoned.o);
-    RC_ASSERT(fwd_clean.vbar == fwd_poisoned.vbar);
-    RC_ASSERT(std::memcmp(fwd_clean.lse.data(), fwd_poisoned.lse.data(), fwd_clean.lse.size() * sizeof(float)) == 0);
-    const auto dout = quantised_dout(c);
-    const auto clean = run_backward(c, in, dout, false);
-    const auto poisoned = run_backward(c, in, dout, true);
-    const auto again = run_backward(c, in, dout, false);
-    RC_ASSERT(clean.dq == poisoned.dq);
-    RC_ASSERT(clean.dr == poisoned.dr);
-    RC_ASSERT(clean.dk == poisoned.dk);
-    RC_ASSERT(clean.dv == poisoned.dv);
-    RC_ASSERT(clean.dq == again.dq);
-    RC_ASSERT(clean.dk == again.dk);
-    RC_ASSERT(clean.dv == again.dv);
-  }));
+  forward_poison_and_determinism("forward, 128 < D <= 256", draw_wide_case);
+  backward_poison_and_determinism("backward, 128 < D <= 256", draw_wide_case);
 }
 
 TEST(ParallaxTrainWideHeads, AutomaticAndWgmmaRefuseThem) {

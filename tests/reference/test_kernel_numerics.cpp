@@ -397,16 +397,20 @@ TEST(KernelNumerics, BackwardWeightsAgainstTheBaselineRule) {
   }
 }
 
+BackwardCase two_key_rows_case(Precision word) {
+  Problem p = Problem::dense(1, 2, 2, 1, 1, 64);
+  p.causal = true;
+  p.window = 3;
+  return backward_case(p, 1, 1, Magnitude::normal, word);
+}
+
 // Rows with two keys (found by the GPU lane's backward property: B=1, Lq=Lk=2, D=64,
 // causal, W=3, seed 1, normal): a_ij - T_i has no other keys to average over, so T_i
 // and b_i must be as exact as the weights. With o and vbar in one bf16 word, or from a
 // forward whose P1 weights are one word, dq and dk break the rule (24x, 8x); the
 // kernels' scheme (P1 in two words, o and vbar saved as hi + lo) passes.
 TEST(KernelNumerics, BackwardTwoKeyRowsNeedTheSavedResiduals) {
-  Problem p = Problem::dense(1, 2, 2, 1, 1, 64);
-  p.causal = true;
-  p.window = 3;
-  const BackwardCase c = backward_case(p, 1, 1, Magnitude::normal);
+  const BackwardCase c = two_key_rows_case(Precision::bf16);
   auto worst = [&](const BackwardScheme& w) {
     const auto r = backward_ratios(c, w);
     const double m = *std::max_element(r.begin(), r.end());
@@ -501,10 +505,7 @@ TEST(KernelNumerics, Fp16SharesTheDesignButNotTheRange) {
       std::printf("%-46s %-24s %12.3f\n", w.name, to_string(mag), r);
       EXPECT_LE(r, 1.0) << w.name << " on " << to_string(mag);
     }
-    Problem p = Problem::dense(1, 2, 2, 1, 1, 64);
-    p.causal = true;
-    p.window = 3;
-    const auto r = backward_ratios(backward_case(p, 1, 1, Magnitude::normal, Precision::fp16), w);
+    const auto r = backward_ratios(two_key_rows_case(Precision::fp16), w);
     const double worst = *std::max_element(r.begin(), r.end());
     std::printf("%-46s %-24s %12.3f\n", w.name, "two-key rows", worst);
     EXPECT_LE(worst, 1.0) << w.name << " on two-key rows";

@@ -189,10 +189,10 @@ __device__ void dkdv_cta(const BackwardParams& p, unsigned char* smem) {
   // The step's rows' terms, read by every warp: loaded once with the step's tiles.
   RowTerms* step_terms = reinterpret_cast<RowTerms*>(step_smem + 2 * 3 * Traits::kTileBytes);  // [stage][16]
   const long long kv_stride = f.heads_kv * D, q_stride = f.heads_q * D;
-  load_rows<Traits>(k_smem, static_cast<const T*>(f.k) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, Traits::kKeysPerCta, keys_valid,
-                    D);
-  load_rows<Traits>(v_smem, static_cast<const T*>(f.v) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, Traits::kKeysPerCta, keys_valid,
-                    D);
+  load_rows<Traits>(k_smem, static_cast<const T*>(f.k) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride,
+                    Traits::kKeysPerCta, keys_valid, D);
+  load_rows<Traits>(v_smem, static_cast<const T*>(f.v) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride,
+                    Traits::kKeysPerCta, keys_valid, D);
   const int total_steps = steps * static_cast<int>(f.group);
   // Step n: query head g * group + n / steps, rows row_lo + 16 (n % steps) ...
   auto load_step = [&](int n, int stage) {

@@ -149,10 +149,10 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     return reinterpret_cast<RowTerms*>(stage_smem + stage * Traits::kStageBytes + 3 * Traits::kRowTileBytes);
   };
   const long long kv_stride = f.heads_kv * D, q_stride = f.heads_q * D;
-  load_swizzled<Traits, Traits::kKeys>(k_smem, static_cast<const T*>(f.k) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, keys_valid,
-                                       dim);
-  load_swizzled<Traits, Traits::kKeys>(v_smem, static_cast<const T*>(f.v) + ((sv.k_off + j0) * f.heads_kv + g) * D, kv_stride, keys_valid,
-                                       dim);
+  load_swizzled<Traits, Traits::kKeys>(k_smem, static_cast<const T*>(f.k) + ((sv.k_off + j0) * f.heads_kv + g) * D,
+                                       kv_stride, keys_valid, dim);
+  load_swizzled<Traits, Traits::kKeys>(v_smem, static_cast<const T*>(f.v) + ((sv.k_off + j0) * f.heads_kv + g) * D,
+                                       kv_stride, keys_valid, dim);
   // Step n: query head g * group + n / steps, rows row_lo + kRows (n % steps) ...
   auto load_step = [&](int n, int stage) {
     const long long h = g * f.group + n / steps, i0 = row_lo + static_cast<long long>(Traits::kRows) * (n % steps);
@@ -160,8 +160,10 @@ __device__ void dkdv_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     const long long off = ((sv.q_off + i0) * f.heads_q + h) * D;
     unsigned char* dst = q_tile(stage);
     load_swizzled<Traits, Traits::kRows>(dst, static_cast<const T*>(f.q) + off, q_stride, valid, dim);
-    load_swizzled<Traits, Traits::kRows>(dst + Traits::kRowTileBytes, static_cast<const T*>(f.r) + off, q_stride, valid, dim);
-    load_swizzled<Traits, Traits::kRows>(dst + 2 * Traits::kRowTileBytes, static_cast<const T*>(p.dout) + off, q_stride, valid, dim);
+    load_swizzled<Traits, Traits::kRows>(dst + Traits::kRowTileBytes, static_cast<const T*>(f.r) + off, q_stride,
+                                         valid, dim);
+    load_swizzled<Traits, Traits::kRows>(dst + 2 * Traits::kRowTileBytes, static_cast<const T*>(p.dout) + off,
+                                         q_stride, valid, dim);
     // Rows past row_hi get empty key ranges (row_terms of a row past the sequence, or
     // a row that sees none of these keys: both mask every pair of theirs).
     if (threadIdx.x < Traits::kRows) {
@@ -345,7 +347,8 @@ __device__ void dqdr_cta_wgmma(const BackwardParams& p, unsigned char* smem_raw)
     const long long off = ((sv.k_off + jj) * f.heads_kv + kv_head) * D;
     unsigned char* dst = kv_smem + stage * 2 * Traits::kKeyTileBytes;
     load_swizzled<Traits, Traits::kKeys>(dst, static_cast<const T*>(f.k) + off, kv_stride, valid, dim);
-    load_swizzled<Traits, Traits::kKeys>(dst + Traits::kKeyTileBytes, static_cast<const T*>(f.v) + off, kv_stride, valid, dim);
+    load_swizzled<Traits, Traits::kKeys>(dst + Traits::kKeyTileBytes, static_cast<const T*>(f.v) + off, kv_stride,
+                                         valid, dim);
   };
   if (steps > 0) load_step(0, 0);
   cp_async_commit();

@@ -184,6 +184,15 @@ constexpr const char* kWideHeadsNotYetProven =
     "head_dim > 128 is written but not yet checked on a GPU by the lane: TrainKernel::automatic refuses it; "
     "pass TrainKernel::mma_sync to run it (docs/training.md)";
 
+// CTAs that split one row (key) block's output columns: the traits' kColSplits of the
+// head-dim bucket dispatch() picks (2 for the 256 bucket), which sizes the grid's x.
+long long column_splits(long long head_dim) {
+  static_assert(ForwardTraits<256, true>::kColSplits == 2 && BackwardTraits<256, true>::kColSplits == 2 &&
+                    ForwardTraits<128, true>::kColSplits == 1 && BackwardTraits<128, true>::kColSplits == 1,
+                "the 256 bucket splits its columns over two CTAs, the others do not");
+  return head_dim > 128 ? 2 : 1;
+}
+
 // Checks what both entry points refuse for the kernel choice; empty when it can run.
 std::optional<std::string> check_kernel_choice(const Problem& pr, DType dtype, TrainKernel kernel) {
   if (kernel == TrainKernel::automatic && dtype == DType::fp16) return std::string(kFp16NotYetProven);
@@ -235,13 +244,13 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   p.vbar_lo = a.vbar_lo;
   p.lse = a.lse;
   p.tbar = a.tbar;
-  // D > 128: two CTAs per row block split the output columns (ForwardTraits::kColSplits).
-  const long long col_splits = pr.head_dim > 128 ? 2 : 1;
+  const long long col_splits = train::column_splits(pr.head_dim);
   const dim3 grid(static_cast<unsigned>(m_blocks * col_splits), static_cast<unsigned>(pr.heads_q),
                   static_cast<unsigned>(ext.sequences));
   const cudaError_t e =
       use_wgmma ? train::launch_forward_wgmma(p, a.dtype, grid, static_cast<cudaStream_t>(stream))
-                : train::dispatch<train::ForwardLaunch>(a.dtype, pr.head_dim, p, grid, static_cast<cudaStream_t>(stream));
+                : train::dispatch<train::ForwardLaunch>(a.dtype, pr.head_dim, p, grid,
+                                                        static_cast<cudaStream_t>(stream));
   if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));
   return Status{};
 }
@@ -316,17 +325,17 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
     }
   }
   if (m_blocks == 0 && n_blocks == 0) return Status{};
-  // D > 128: two CTAs per key (row) block split the output columns (BackwardTraits::kColSplits).
-  const long long col_splits = pr.head_dim > 128 ? 2 : 1;
-  const dim3 dkdv_grid(static_cast<unsigned>(std::max(1LL, n_blocks) * col_splits), static_cast<unsigned>(pr.heads_kv),
-                       static_cast<unsigned>(ext.sequences));
-  const dim3 dqdr_grid(static_cast<unsigned>(std::max(1LL, m_blocks) * col_splits), static_cast<unsigned>(pr.heads_q),
-                       static_cast<unsigned>(ext.sequences));
+  const long long col_splits = train::column_splits(pr.head_dim);
+  const dim3 dkdv_grid(static_cast<unsigned>(std::max(1LL, n_blocks) * col_splits),
+                       static_cast<unsigned>(pr.heads_kv), static_cast<unsigned>(ext.sequences));
+  const dim3 dqdr_grid(static_cast<unsigned>(std::max(1LL, m_blocks) * col_splits),
+                       static_cast<unsigned>(pr.heads_q), static_cast<unsigned>(ext.sequences));
   const bool use_wgmma = train::uses_wgmma(a.kernel, pr.head_dim, ext.max_k);
   if (use_wgmma && ext.max_k > INT32_MAX - 256) {
     return refuse("the wgmma kernels take at most 2^31 - 257 keys per sequence");
   }
-  const cudaError_t e = train::dispatch<train::BackwardLaunch>(a.dtype, pr.head_dim, p, dkdv_grid, dqdr_grid, use_wgmma, s);
+  const cudaError_t e =
+      train::dispatch<train::BackwardLaunch>(a.dtype, pr.head_dim, p, dkdv_grid, dqdr_grid, use_wgmma, s);
   if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));
   return Status{};
 }
