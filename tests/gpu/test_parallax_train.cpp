@@ -838,15 +838,15 @@ TEST(ParallaxTrainBackwardWgmma, RefusesHeadDimsNotAMultipleOfEight) {
 
 // --- fp16 ---------------------------------------------------------------------------
 // The same kernels with fp16 words (the numerics model's design: the bf16 word counts
-// carry over, KernelNumerics.Fp16SharesTheDesignButNotTheRange). TrainKernel::automatic
-// refuses fp16 until these have passed on the GPU lane, so they pick mma_sync or wgmma
-// explicitly (wgmma draws round the head dim up to a multiple of 8).
+// carry over, KernelNumerics.Fp16SharesTheDesignButNotTheRange). Each draw names its
+// kernel: mma_sync, wgmma (the head dim rounded up to a multiple of 8) or automatic.
 TrainCase draw_fp16_case() {
   TrainCase c = draw_case();
   c.dtype = gpu::DType::fp16;
-  const bool wgmma = *rc::gen::arbitrary<bool>().as("wgmma (else mma.sync)");
-  c.kernel = c.backward_kernel = wgmma ? gpu::TrainKernel::wgmma : gpu::TrainKernel::mma_sync;
-  if (wgmma) c.problem.head_dim = (c.problem.head_dim + 7) / 8 * 8;
+  c.kernel = c.backward_kernel =
+      *rc::gen::element(gpu::TrainKernel::automatic, gpu::TrainKernel::mma_sync, gpu::TrainKernel::wgmma)
+           .as("kernel (0 automatic, 1 mma_sync, 2 wgmma)");
+  if (c.kernel == gpu::TrainKernel::wgmma) c.problem.head_dim = (c.problem.head_dim + 7) / 8 * 8;
   return c;
 }
 
@@ -895,36 +895,17 @@ TEST(ParallaxTrainFp16, AdversarialMagnitudesAndTwoKeyRows) {
   }
 }
 
-TEST(ParallaxTrainFp16, AutomaticRefusesItUntilTheLaneHasRunIt) {
-  LLA_REQUIRE_DEVICE();
-  TrainCase c;
-  c.problem = Problem::dense(1, 16, 16, 2, 2, 64);
-  c.dtype = gpu::DType::fp16;
-  const auto in = quantised_inputs(c);
-  for (int backward = 0; backward < 2; ++backward) {
-    try {
-      if (backward) {
-        c.kernel = gpu::TrainKernel::mma_sync;  // the forward runs; the backward is automatic
-        run_backward(c, in, quantised_dout(c), false);
-      } else {
-        run_forward(c, in, false);
-      }
-      ADD_FAILURE() << "fp16 with TrainKernel::automatic was accepted (backward " << backward << ")";
-    } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string(e.what()).find("automatic refuses it"), std::string::npos) << e.what();
-    }
-  }
-}
 
 // --- head dims 129-256 ------------------------------------------------------------------
 // The mma.sync kernels' 256 bucket: two CTAs split the output columns, each recomputing
-// the scores over all of D (traits.cuh: kColSplits). TrainKernel::automatic refuses
-// these head dims until they have passed here on the GPU lane; wgmma takes D <= 128.
+// the scores over all of D (traits.cuh: kColSplits). TrainKernel::automatic picks them
+// (drawn here as automatic or mma_sync); wgmma takes D <= 128.
 TrainCase draw_wide_case() {
   TrainCase c = draw_case();
   c.problem.head_dim = *rc::gen::element<int64_t>(129, 136, 160, 192, 200, 248, 255, 256).as("head_dim (wide)");
   c.dtype = *rc::gen::element(gpu::DType::bf16, gpu::DType::bf16, gpu::DType::fp16).as("dtype");
-  c.kernel = c.backward_kernel = gpu::TrainKernel::mma_sync;
+  c.kernel = c.backward_kernel =
+      *rc::gen::element(gpu::TrainKernel::automatic, gpu::TrainKernel::mma_sync).as("kernel (0 automatic, 1 mma_sync)");
   return c;
 }
 
@@ -944,29 +925,25 @@ TEST(ParallaxTrainWideHeads, PoisonAndDeterminism) {
   backward_poison_and_determinism("backward, 128 < D <= 256", draw_wide_case);
 }
 
-TEST(ParallaxTrainWideHeads, AutomaticAndWgmmaRefuseThem) {
+TEST(ParallaxTrainWideHeads, WgmmaRefusesThem) {
   LLA_REQUIRE_DEVICE();
-  for (gpu::TrainKernel kernel : {gpu::TrainKernel::automatic, gpu::TrainKernel::wgmma}) {
-    TrainCase c;
-    c.problem = Problem::dense(1, 16, 16, 2, 2, 192);
-    c.kernel = kernel;
-    const auto in = quantised_inputs(c);
-    try {
-      run_forward(c, in, false);
-      ADD_FAILURE() << "head_dim 192 was accepted by the forward, kernel " << static_cast<int>(kernel);
-    } catch (const std::runtime_error& e) {
-      const std::string want = kernel == gpu::TrainKernel::wgmma ? "head_dim <= 128" : "automatic refuses it";
-      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
-    }
-    c.kernel = gpu::TrainKernel::mma_sync;  // the forward runs; the backward is refused
-    c.backward_kernel = kernel;
-    try {
-      run_backward(c, in, quantised_dout(c), false);
-      ADD_FAILURE() << "head_dim 192 was accepted by the backward, kernel " << static_cast<int>(kernel);
-    } catch (const std::runtime_error& e) {
-      const std::string want = kernel == gpu::TrainKernel::wgmma ? "head_dim <= 128" : "automatic refuses it";
-      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
-    }
+  TrainCase c;
+  c.problem = Problem::dense(1, 16, 16, 2, 2, 192);
+  c.kernel = gpu::TrainKernel::wgmma;
+  const auto in = quantised_inputs(c);
+  try {
+    run_forward(c, in, false);
+    ADD_FAILURE() << "head_dim 192 was accepted by the wgmma forward";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("head_dim <= 128"), std::string::npos) << e.what();
+  }
+  c.kernel = gpu::TrainKernel::automatic;  // the forward runs; the wgmma backward is refused
+  c.backward_kernel = gpu::TrainKernel::wgmma;
+  try {
+    run_backward(c, in, quantised_dout(c), false);
+    ADD_FAILURE() << "head_dim 192 was accepted by the wgmma backward";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("head_dim <= 128"), std::string::npos) << e.what();
   }
 }
 
@@ -977,13 +954,8 @@ TEST(ParallaxTrainForward, RefusesUnsupportedCalls) {
   a.problem = Problem::dense(1, 16, 16, 2, 2, 64);
   a.q = a.r = a.k = a.v = dummy;
   a.o = dummy;
-  a.dtype = gpu::DType::fp16;  // automatic: refused until the lane has run fp16 (see below)
-  auto st = gpu::parallax_forward(a, nullptr);
-  EXPECT_FALSE(st.ok);
-  EXPECT_NE(st.message.find("automatic refuses it"), std::string::npos) << st.message;
-  a.dtype = gpu::DType::bf16;
   a.problem.head_dim = 300;
-  st = gpu::parallax_forward(a, nullptr);
+  auto st = gpu::parallax_forward(a, nullptr);
   EXPECT_FALSE(st.ok);
   EXPECT_NE(st.message.find("head_dim 300"), std::string::npos) << st.message;
   a.problem.head_dim = 64;

@@ -173,17 +173,6 @@ bool uses_wgmma(TrainKernel kernel, long long head_dim, long long max_k) {
   return major == 9 && minor == 0;
 }
 
-// fp16 runs the same kernels with fp16 words (the numerics model's design,
-// KernelNumerics.Fp16SharesTheDesignButNotTheRange), and head dims 129-256 the mma.sync
-// kernels with their output columns split over two CTAs; neither has been through the
-// GPU lane yet: until they have, only an explicit kernel choice runs them.
-constexpr const char* kFp16NotYetProven =
-    "fp16 is written but not yet checked on a GPU by the lane: TrainKernel::automatic refuses it; "
-    "pass TrainKernel::mma_sync or TrainKernel::wgmma to run it (docs/training.md)";
-constexpr const char* kWideHeadsNotYetProven =
-    "head_dim > 128 is written but not yet checked on a GPU by the lane: TrainKernel::automatic refuses it; "
-    "pass TrainKernel::mma_sync to run it (docs/training.md)";
-
 // CTAs that split one row (key) block's output columns: the traits' kColSplits of the
 // head-dim bucket dispatch() picks (2 for the 256 bucket), which sizes the grid's x.
 long long column_splits(long long head_dim) {
@@ -194,9 +183,7 @@ long long column_splits(long long head_dim) {
 }
 
 // Checks what both entry points refuse for the kernel choice; empty when it can run.
-std::optional<std::string> check_kernel_choice(const Problem& pr, DType dtype, TrainKernel kernel) {
-  if (kernel == TrainKernel::automatic && dtype == DType::fp16) return std::string(kFp16NotYetProven);
-  if (kernel == TrainKernel::automatic && pr.head_dim > 128) return std::string(kWideHeadsNotYetProven);
+std::optional<std::string> check_kernel_choice(const Problem& pr, TrainKernel kernel) {
   if (kernel == TrainKernel::wgmma && (pr.head_dim % 8 != 0 || pr.head_dim > 128)) {
     return "the wgmma kernels need head_dim % 8 == 0 and head_dim <= 128 (head_dim " +
            std::to_string(pr.head_dim) + "): use TrainKernel::automatic or mma_sync";
@@ -213,7 +200,7 @@ Status parallax_forward(const TrainForwardArgs& a, void* stream) {
   if (auto e = train::check_common(pr, a.dtype, a.cu_seqlens_q, a.cu_seqlens_k, {a.q, a.r, a.o}, {a.k, a.v})) {
     return refuse(*e);
   }
-  if (auto e = train::check_kernel_choice(pr, a.dtype, a.kernel)) return refuse(*e);
+  if (auto e = train::check_kernel_choice(pr, a.kernel)) return refuse(*e);
   for (const void* ptr : {a.vbar, a.o_lo, a.vbar_lo}) {
     if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) return refuse("tensors must be 16-byte aligned");
   }
@@ -270,7 +257,7 @@ Status parallax_backward(const TrainBackwardArgs& a, void* stream) {
                                    {a.k, a.v, a.dk, a.dv})) {
     return refuse(*e);
   }
-  if (auto e = train::check_kernel_choice(pr, a.dtype, a.kernel)) return refuse(*e);
+  if (auto e = train::check_kernel_choice(pr, a.kernel)) return refuse(*e);
   if (pr.q_elements() > 0 && (a.lse == nullptr || a.tbar == nullptr)) {
     return refuse("lse and tbar from the forward are required");
   }

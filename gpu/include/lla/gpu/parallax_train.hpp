@@ -26,8 +26,7 @@ namespace lla::gpu {
 
 // Which implementation of the training forward runs.
 //   automatic: wgmma where it applies (a compute-capability 9.0 device, D % 8 == 0,
-//              D <= 128), mma_sync otherwise (refuses fp16 and D > 128 until the GPU
-//              lane has run them: see TrainForwardArgs::dtype);
+//              D <= 128), mma_sync otherwise;
 //   mma_sync : mma.sync m16n8k16 (sm_80+ instructions), every D <= 256 (D > 128: the
 //              output columns split over two CTAs, correct but not tuned);
 //   wgmma    : Hopper's warpgroup MMA (sm_90a code: H100/H200), D <= 128 with D % 8 == 0;
@@ -38,10 +37,8 @@ struct TrainForwardArgs {
   // Shapes and masks. In varlen mode the host cu_seqlens in the Problem size the
   // grid; the kernel reads the device copies below.
   Problem problem;
-  // bf16, or fp16: written, not yet run by the GPU lane, so TrainKernel::automatic
-  // refuses it until then (pass mma_sync or wgmma to run it; head dims 129-256 likewise,
-  // with mma_sync). fp16 words overflow
-  // where |t - kappa| or a gradient weight passes 65504 (docs/training.md).
+  // bf16 or fp16 (the same kernels with fp16 words). fp16 words overflow where
+  // |t - kappa| or a gradient weight passes 65504 (docs/training.md).
   DType dtype = DType::bf16;
   const void* q = nullptr;
   const void* r = nullptr;
@@ -63,9 +60,8 @@ struct TrainForwardArgs {
 };
 
 // Validates, then launches on `stream` (a cudaStream_t passed as void*). Refused with
-// a message (nothing launched): head_dim > 256, fp16 or head_dim > 128 with
-// TrainKernel::automatic (see dtype), other variants, missing or misaligned pointers, an
-// invalid Problem, the wgmma kernel with head_dim % 8 != 0.
+// a message (nothing launched): head_dim > 256, other variants, missing or misaligned
+// pointers, an invalid Problem, the wgmma kernel with head_dim % 8 != 0 or > 128.
 Status parallax_forward(const TrainForwardArgs& args, void* stream);
 
 // The backward from the forward's saved tensors. Gradients in the input dtype: dq, dr like q;
@@ -94,7 +90,7 @@ struct TrainBackwardArgs {
   void* workspace = nullptr;              // >= train_backward_workspace_bytes(problem)
   size_t workspace_bytes = 0;
   // The dK/dV and dQ/dR kernels: automatic takes the Hopper (wgmma) ones on compute
-  // capability 9.0 where D % 8 == 0 and the mma.sync ones otherwise; mma_sync and wgmma
+  // capability 9.0 where D % 8 == 0 and D <= 128, and the mma.sync ones otherwise; mma_sync and wgmma
   // force one (wgmma refuses D % 8 != 0 and D > 128).
   TrainKernel kernel = TrainKernel::automatic;
 };
