@@ -46,6 +46,12 @@ double copy_bandwidth(cudaStream_t s, int sms) {
 
 }  // namespace
 
+#ifdef LLA_DECODE_TIMELINE
+namespace lla::gpu {
+void decode_timeline_report(long long ctas, int num_splits);
+}
+#endif
+
 int main(int argc, char** argv) {
   std::string json_path;
   bool quick = false;
@@ -158,6 +164,9 @@ int main(int argc, char** argv) {
                    si ? ", " : "", sh.name, sh.batch, sh.seqlen, sh.heads_q, sh.heads_kv, sh.head_dim, splits,
                    warm.median_us, warm.min_us, warm.max_us, cold.median_us, kv_bytes, tbps, cold_tbps);
     }
+#ifdef LLA_DECODE_TIMELINE
+    lla::gpu::decode_timeline_report(static_cast<long long>(splits) * p.heads_kv * p.batch, splits);
+#endif
     for (int c = 0; c < copies; ++c) {
       cudaFree(k[c]);
       cudaFree(v[c]);

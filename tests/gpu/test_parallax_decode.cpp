@@ -216,7 +216,8 @@ DecodeCase draw_decode_case() {
   }
   c.dtype = *rc::gen::element(gpu::DType::bf16, gpu::DType::fp16).as("dtype");
   c.page_size = *rc::gen::element<int64_t>(0, 0, 1, 7, 16, 64, 100).as("page size (0 = contiguous)");
-  c.num_splits = *rc::gen::element(0, 0, 1, 2, 5).as("splits (0 = heuristic)");
+  // Up to 16 splits merge in a cluster, more through global memory (both drawn).
+  c.num_splits = *rc::gen::element(0, 0, 1, 2, 5, 16, 20).as("splits (0 = heuristic)");
   c.seed = *rc::gen::arbitrary<uint64_t>().as("seed");
   c.magnitude = *rc::gen::element(Magnitude::rms_normed, Magnitude::normal).as("magnitude");
   return c;
@@ -392,10 +393,14 @@ TEST(ParallaxDecode, LargeBatchTimesHeads) {
     c.problem.seqused_k.push_back(used);
     c.problem.cache_start.push_back(std::min<int32_t>(used, static_cast<int32_t>((b * 11) % 5)));
   }
-  c.num_splits = 3;
   const auto in = quantised_inputs(c);
-  const auto v = judge(c, in, run_gpu(c, in, false));
-  EXPECT_TRUE(v.ok) << v.message;
+  // 3 splits merge in a cluster (distributed shared memory), 20 through global memory
+  // with the last CTA's counter: both merges at this size.
+  for (int splits : {3, 20}) {
+    c.num_splits = splits;
+    const auto v = judge(c, in, run_gpu(c, in, false));
+    EXPECT_TRUE(v.ok) << "splits " << splits << ": " << v.message;
+  }
 }
 
 TEST(ParallaxDecode, RefusesUnsupportedCalls) {

@@ -23,6 +23,22 @@ __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool f
   const int bytes = fetch ? 16 : 0;  // 0: zero-fill, global memory is not read
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
 }
+// The same copy with an L2 prefetch-size hint (kPrefetchBytes = 128 or 256): the L2
+// may fetch the whole aligned 128/256-byte block from DRAM on a miss instead of
+// the 32-byte sectors asked for.
+template <int kPrefetchBytes>
+__device__ __forceinline__ void cp_async_16_prefetch(void* smem, const void* gmem, bool fetch) {
+  static_assert(kPrefetchBytes == 0 || kPrefetchBytes == 128 || kPrefetchBytes == 256, "L2 prefetch size");
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  const int bytes = fetch ? 16 : 0;
+  if constexpr (kPrefetchBytes == 128) {
+    asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+  } else if constexpr (kPrefetchBytes == 256) {
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(bytes));
+  } else {
+    cp_async_16(smem, gmem, fetch);
+  }
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {

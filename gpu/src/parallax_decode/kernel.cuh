@@ -82,7 +82,10 @@ struct RowRange {
 
 // Keys of row `row` of this (b, g): end-aligned causal, window, left padding.
 __device__ __forceinline__ RowRange row_range(const Params& p, long long lo, long long hi, long long row) {
-  const long long token = row / p.group;
+  // Rows and groups are below 2^20 (the grid's y holds heads_kv x row chunks of <= 8
+  // rows), so 32-bit division is exact; 64-bit division is a long subroutine on the
+  // CTA's critical path.
+  const long long token = static_cast<unsigned>(row) / static_cast<unsigned>(p.group);
   const long long a = hi - p.seqlen_q + token;  // key position of this query
   RowRange rr{lo, hi};
   if (a + 1 < rr.end) rr.end = a + 1;
@@ -104,8 +107,9 @@ template <int R>
 __device__ __forceinline__ CtaPlan<R> plan_cta(const Params& p, int tile_keys) {
   CtaPlan<R> c;
   c.b = blockIdx.z;
-  c.g = blockIdx.y / p.row_chunks;
-  c.row0 = (blockIdx.y % p.row_chunks) * R;
+  const unsigned row_chunks = static_cast<unsigned>(p.row_chunks);  // <= 65535 (grid y)
+  c.g = blockIdx.y / row_chunks;
+  c.row0 = (blockIdx.y % row_chunks) * R;
   c.rows = static_cast<int>(min((long long)R, p.rows - c.row0));
   c.split = blockIdx.x;
   long long hi = p.seqused_k ? p.seqused_k[c.b] : p.seqlen_k;
@@ -127,7 +131,10 @@ __device__ __forceinline__ CtaPlan<R> plan_cta(const Params& p, int tile_keys) {
   if (u_end < u_begin) u_begin = u_end = 0;
   // This split's share of the union of the rows' ranges, in whole tiles.
   const long long total = u_end - u_begin;
-  const long long per_split = ((total + p.num_splits - 1) / p.num_splits + tile_keys - 1) / tile_keys * tile_keys;
+  const long long share = total < INT_MAX ? static_cast<long long>(static_cast<unsigned>(total + p.num_splits - 1) /
+                                                                    static_cast<unsigned>(p.num_splits))
+                                          : (total + p.num_splits - 1) / p.num_splits;
+  const long long per_split = (share + tile_keys - 1) / tile_keys * tile_keys;
   c.k_begin = min(u_end, u_begin + c.split * per_split);
   c.k_end = min(u_end, c.k_begin + per_split);
   return c;

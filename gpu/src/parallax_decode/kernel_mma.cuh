@@ -24,10 +24,13 @@
 // of each row group (a counter per group in the workspace), in split order. Both
 // are deterministic.
 
+#include <cooperative_groups.h>
+
 #include "kernel.cuh"
 #include "../common/mma.cuh"
 #include "kernel_pipelined.cuh"  // cp.async helpers
 #include "merge.cuh"
+#include "timeline.cuh"
 
 namespace lla::gpu::decode {
 
@@ -37,6 +40,10 @@ constexpr int mma_default_stages(int) { return 3; }
 // bf16 words per P.V weight (see kWeightWords below); a tuning build may override it.
 #ifndef LLA_DECODE_WEIGHT_WORDS
 #define LLA_DECODE_WEIGHT_WORDS 2
+#endif
+// L2 prefetch-size hint of the K/V copies (0, 128 or 256 bytes); a tuning build may override it.
+#ifndef LLA_DECODE_L2_PREFETCH
+#define LLA_DECODE_L2_PREFETCH 128
 #endif
 
 template <int kDMax_, int kMaxRows_, int kDSplit_ = mma_default_dsplit(kDMax_),
@@ -77,7 +84,9 @@ struct MmaTraits {
   static constexpr size_t kKvBytes = size_t(2) * kStages * kTileBytes;
   // After the key loop the K/V stages are reused for the warp combination.
   static constexpr size_t kCombineBytes = size_t(kKeyGroups) * kMaxRows * 2 * kDMax * sizeof(float);
-  static_assert(kCombineBytes <= kKvBytes, "warp combination fits in the K/V stages");
+  // The cluster merge keeps the CTA's partial (O1 | O2 per row) after the combination.
+  static constexpr size_t kClusterPartialBytes = size_t(kMaxRows) * 2 * kDMax * sizeof(float);
+  static_assert(kCombineBytes + kClusterPartialBytes <= kKvBytes, "warp combination and partial fit in the K/V stages");
   static constexpr size_t kSmemBytes = kQrBytes + kKvBytes;
   // CTAs that fit on one SM (228 KB shared memory): used by the split heuristic.
   static constexpr int kCtasPerSm = static_cast<int>((227 * 1024) / (kSmemBytes + 1024 + 512));
@@ -97,16 +106,33 @@ using ptx::mma_bf16;
 using ptx::split2_bf16;
 using ptx::split3_bf16;
 
+// The most splits merged through distributed shared memory: a cluster of up to 16 CTAs
+// (sizes above 8 are "non-portable", allowed on H100/H200 with an opt-in).
+inline constexpr int kMaxClusterSplits = 16;
+
 // Split counters live after the partials in the workspace (one int per CTA row group).
 __host__ __device__ inline long long merge_counters_offset_floats(long long out_rows, int num_splits, int head_dim) {
   return out_rows * num_splits * partial_floats(head_dim);
 }
 
-template <class Traits>
+// kClusterMerge: the splits of a row group form one thread-block cluster (grid x =
+// cluster x = num_splits <= kMaxClusterSplits) and merge through distributed shared
+// memory: each CTA keeps its partial in its own shared memory, the cluster
+// synchronises, and each CTA merges a slice of the output columns reading its peers'
+// partials in split order (deterministic). This replaces the global publish /
+// fence / counter / re-read chain of the last-CTA merge, which is most of the time of
+// a small decode (B = 1).
+template <class Traits, bool kClusterMerge>
 __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   using T = __nv_bfloat16;
   constexpr int R = Traits::kMaxRows, NT = Traits::kNTiles, KS = Traits::kKSteps;
   __shared__ MmaSmallState st;
+#ifdef LLA_DECODE_TIMELINE
+  __shared__ long long tl_clk[kTimelinePoints];
+  const unsigned long long tl_start_ns = global_timer_ns();
+  if (threadIdx.x < kTimelinePoints) tl_clk[threadIdx.x] = 0;
+  LLA_TL(0);
+#endif
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int grp = lane / 4, quad = lane % 4;  // accumulator row (0..7) and column pair
   const int key_group = warp % Traits::kKeyGroups, d_part = warp / Traits::kKeyGroups;
@@ -115,6 +141,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   const long long b = plan.b, g = plan.g, k_begin = plan.k_begin, k_end = plan.k_end;
   const int rows = plan.rows;
   const long long D = p.head_dim;
+  const int Di = static_cast<int>(D);  // 32-bit index math in the epilogue (D <= 256)
   const int tiles = static_cast<int>((k_end - k_begin + Traits::kTileKeys - 1) / Traits::kTileKeys);
 
   unsigned char* qr_smem = smem;
@@ -143,8 +170,10 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
         off = p.page_table == nullptr ? contiguous_base + j * key_stride
                                       : cache_offset(p, b, j, g) + copy_chunk * 8;
       }
-      cp_async_16(kdst + i * kKeyStep * Traits::kPitch, static_cast<const T*>(p.k) + off, fetch);
-      cp_async_16(vdst + i * kKeyStep * Traits::kPitch, static_cast<const T*>(p.v) + off, fetch);
+      ptx::cp_async_16_prefetch<LLA_DECODE_L2_PREFETCH>(kdst + i * kKeyStep * Traits::kPitch,
+                                                        static_cast<const T*>(p.k) + off, fetch);
+      ptx::cp_async_16_prefetch<LLA_DECODE_L2_PREFETCH>(vdst + i * kKeyStep * Traits::kPitch,
+                                                        static_cast<const T*>(p.v) + off, fetch);
     }
   };
 #pragma unroll
@@ -152,6 +181,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     if (s < tiles) load_tile(s, s);
     cp_async_commit();
   }
+  LLA_TL(1);
 
   // q rows at mma rows 0..7, r rows at 8..15, bf16 (exact: they are bf16 inputs), zero-padded.
   // Row offsets first (one thread per row: the index math has 64-bit divisions), then
@@ -160,8 +190,8 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     const int row = threadIdx.x, x = row % 8;
     long long off = -1;
     if (x < rows) {
-      const long long qrow = plan.row0 + x;
-      const long long h = g * p.group + qrow % p.group, token = qrow / p.group;
+      const unsigned qrow = static_cast<unsigned>(plan.row0 + x), group = static_cast<unsigned>(p.group);
+      const long long h = g * p.group + qrow % group, token = qrow / group;
       off = ((b * p.seqlen_q + token) * p.heads_q + h) * D;
     }
     st.qr_off[row] = off;
@@ -176,6 +206,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     *reinterpret_cast<uint4*>(qr_smem + row * Traits::kPitch + chunk * 16) = val;
   }
   __syncthreads();
+  LLA_TL(2);
 
   // A-operand address of this lane for ldmatrix.x4 (matrix lane / 8: rows +8 for odd, k +8 for >= 2).
   const unsigned char* qr_lane = qr_smem + (lane % 8 + (lane / 8) % 2 * 8) * Traits::kPitch + (lane / 16) * 16;
@@ -209,6 +240,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   for (int tile = 0; tile < tiles; ++tile) {
     cp_async_wait<Traits::kStages - 2>();
     __syncthreads();  // tile's bytes visible; every warp is done with the stage refilled below
+    if (tile == 0) LLA_TL(3);
     if (tile + Traits::kStages - 1 < tiles) {
       load_tile(tile + Traits::kStages - 1, (tile + Traits::kStages - 1) % Traits::kStages);
     }
@@ -316,6 +348,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   }
   cp_async_wait<0>();
 
+  LLA_TL(4);
   // 4. Warps combined in warp order.
   d1 += __shfl_xor_sync(0xffffffffu, d1, 1);
   d1 += __shfl_xor_sync(0xffffffffu, d1, 2);
@@ -360,64 +393,166 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   }
   __syncthreads();
 
+  LLA_TL(5);
   // 5. The output (one split) or this split's partial, then the fused merge.
   const int split = plan.split;
-  for (int idx = threadIdx.x; idx < rows * D; idx += Traits::kThreads) {
-    const int x = static_cast<int>(idx / D), d = static_cast<int>(idx % D);
-    float o1 = 0.f, o2 = 0.f;
+  if constexpr (kClusterMerge) {
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    constexpr int kP = Traits::kDMax;
+    float* part = combine + Traits::kKeyGroups * R * 2 * kP;  // [row][O1 | O2][kDMax]
+    for (int idx = threadIdx.x; idx < rows * D; idx += Traits::kThreads) {
+      const int x = idx / Di, d = idx % Di;
+      float o1 = 0.f, o2 = 0.f;
 #pragma unroll
-    for (int w = 0; w < Traits::kKeyGroups; ++w) {
-      o1 += combine[((w * R + x) * 2) * Traits::kDMax + d];
-      o2 += combine[((w * R + x) * 2 + 1) * Traits::kDMax + d];
+      for (int w = 0; w < Traits::kKeyGroups; ++w) {
+        o1 += combine[((w * R + x) * 2) * kP + d];
+        o2 += combine[((w * R + x) * 2 + 1) * kP + d];
+      }
+      part[(x * 2) * kP + d] = o1;
+      part[(x * 2 + 1) * kP + d] = o2;
     }
-    const long long row = plan.row0 + x;
-    const long long h = g * p.group + row % p.group, token = row / p.group;
-    const long long orow = (b * p.seqlen_q + token) * p.heads_q + h;
-    const float s1 = st.cta_d1[x], s2 = st.cta_d2[x];
-    if (p.num_splits == 1) {
+    cluster.sync();  // every split's partial and (m, d1, d2) are in its shared memory
+    LLA_TL(6);
+    const int S = p.num_splits;
+    // Latency is the cost here (B = 1): every remote load of a phase is issued before
+    // any is used, so each phase is one round trip through the cluster.
+    // Per row, one warp: lane s reads split s's (m, d1, d2); shuffles give the max and
+    // the weighted sums in a fixed order (deterministic); the weights exp2(m_s - m) go
+    // to shared memory.
+    for (int x = warp; x < rows; x += Traits::kWarps) {
+      const int src = min(lane, S - 1);
+      const float ms = lane < S ? *cluster.map_shared_rank(&st.cta_m[x], src) : -INFINITY;
+      const float s1 = *cluster.map_shared_rank(&st.cta_d1[x], src);
+      const float s2 = *cluster.map_shared_rank(&st.cta_d2[x], src);
+      float mx = ms;
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+      const float m_safe = mx == -INFINITY ? 0.f : mx;
+      const float w = lane < S ? exp2f(ms - m_safe) : 0.f;  // 0 for empty splits
+      float w1 = lane < S ? w * s1 : 0.f, w2 = lane < S ? w * s2 : 0.f;
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) {
+        w1 += __shfl_xor_sync(0xffffffffu, w1, off);
+        w2 += __shfl_xor_sync(0xffffffffu, w2, off);
+      }
+      if (lane < S) st.merge.w[x][lane] = w;
+      if (lane == 0) {
+        st.merge.m[x] = mx;
+        st.merge.d1[x] = w1;
+        st.merge.d2[x] = w2;
+      }
+    }
+    __syncthreads();
+    // This CTA's slice of the (row, column) outputs; all 2 x kMaxClusterSplits loads of
+    // an output first (splits past S re-read the last one and are not added).
+    const int total = rows * Di;
+    const int per_cta = (total + S - 1) / S;
+    const int rank = static_cast<int>(cluster.block_rank());
+    const int first = rank * per_cta, last = min(total, first + per_cta);
+    for (int idx = first + threadIdx.x; idx < last; idx += Traits::kThreads) {
+      const int x = idx / Di, d = idx % Di;
+      float v1[kMaxClusterSplits], v2[kMaxClusterSplits];
+#pragma unroll
+      for (int s = 0; s < kMaxClusterSplits; ++s) {
+        const float* peer = cluster.map_shared_rank(part, min(s, S - 1));
+        v1[s] = peer[(x * 2) * kP + d];
+        v2[s] = peer[(x * 2 + 1) * kP + d];
+      }
+      float o1 = 0.f, o2 = 0.f;
+#pragma unroll
+      for (int s = 0; s < kMaxClusterSplits; ++s) {
+        if (s < S) {
+          o1 += st.merge.w[x][s] * v1[s];
+          o2 += st.merge.w[x][s] * v2[s];
+        }
+      }
+      const unsigned row = static_cast<unsigned>(plan.row0 + x), group = static_cast<unsigned>(p.group);
+      const long long h = g * p.group + row % group, token = row / group;
+      const long long orow = (b * p.seqlen_q + token) * p.heads_q + h;
+      const float s1 = st.merge.d1[x], s2 = st.merge.d2[x];
       float o = 0.f;
       if (s1 > 0.f) {
         const float inv = 1.f / s1;
         o = o1 * inv * (1.f + s2 * inv) - o2 * inv;
       }
       static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
-      if (d == 0 && p.lse) p.lse[orow] = s1 > 0.f ? st.cta_m[x] * kLn2 + logf(s1) : -INFINITY;
-    } else {
-      float* part = p.partials + (orow * p.num_splits + split) * partial_floats(static_cast<int>(D));
-      if (d == 0) {
-        part[0] = st.cta_m[x] * kLn2;  // natural units, as the merge expects
-        part[1] = s1;
-        part[2] = s2;
-      }
-      part[3 + d] = o1;
-      part[3 + D + d] = o2;
+      if (d == 0 && p.lse) p.lse[orow] = s1 > 0.f ? st.merge.m[x] * kLn2 + logf(s1) : -INFINITY;
     }
-  }
-  if (p.num_splits == 1) return;
+    cluster.sync();  // no CTA leaves while a peer may still read its shared memory
+    LLA_TL(7);
+    LLA_TL_FLUSH();
+  } else {
+    for (int idx = threadIdx.x; idx < rows * D; idx += Traits::kThreads) {
+      const int x = idx / Di, d = idx % Di;
+      float o1 = 0.f, o2 = 0.f;
+#pragma unroll
+      for (int w = 0; w < Traits::kKeyGroups; ++w) {
+        o1 += combine[((w * R + x) * 2) * Traits::kDMax + d];
+        o2 += combine[((w * R + x) * 2 + 1) * Traits::kDMax + d];
+      }
+      const unsigned row = static_cast<unsigned>(plan.row0 + x), group = static_cast<unsigned>(p.group);
+      const long long h = g * p.group + row % group, token = row / group;
+      const long long orow = (b * p.seqlen_q + token) * p.heads_q + h;
+      const float s1 = st.cta_d1[x], s2 = st.cta_d2[x];
+      if (p.num_splits == 1) {
+        float o = 0.f;
+        if (s1 > 0.f) {
+          const float inv = 1.f / s1;
+          o = o1 * inv * (1.f + s2 * inv) - o2 * inv;
+        }
+        static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
+        if (d == 0 && p.lse) p.lse[orow] = s1 > 0.f ? st.cta_m[x] * kLn2 + logf(s1) : -INFINITY;
+      } else {
+        float* part = p.partials + (orow * p.num_splits + split) * partial_floats(static_cast<int>(D));
+        if (d == 0) {
+          part[0] = st.cta_m[x] * kLn2;  // natural units, as the merge expects
+          part[1] = s1;
+          part[2] = s2;
+        }
+        part[3 + d] = o1;
+        part[3 + D + d] = o2;
+      }
+    }
+    if (p.num_splits == 1) {
+      LLA_TL(7);
+      LLA_TL_FLUSH();
+      return;
+    }
 
-  // Last CTA of this row group merges (threadFenceReduction pattern): publish the
-  // partial, count, and let the CTA that completes the count read all of them.
-  __threadfence();
-  __syncthreads();
-  const long long out_rows = p.batch * p.seqlen_q * p.heads_q;
-  int* counters = reinterpret_cast<int*>(p.partials + merge_counters_offset_floats(out_rows, p.num_splits,
-                                                                                     static_cast<int>(D)));
-  const long long group_id = static_cast<long long>(blockIdx.z) * gridDim.y + blockIdx.y;
-  if (threadIdx.x == 0) {
-    const int before = atomicAdd(counters + group_id, 1);
-    st.is_last = before == p.num_splits - 1;
-    if (st.is_last) counters[group_id] = 0;  // every call leaves the counters zero
+    // Last CTA of this row group merges (threadFenceReduction pattern): publish the
+    // partial, count, and let the CTA that completes the count read all of them.
+    __threadfence();
+    __syncthreads();
+    const long long out_rows = p.batch * p.seqlen_q * p.heads_q;
+    int* counters = reinterpret_cast<int*>(p.partials + merge_counters_offset_floats(out_rows, p.num_splits,
+                                                                                       static_cast<int>(D)));
+    const long long group_id = static_cast<long long>(blockIdx.z) * gridDim.y + blockIdx.y;
+    if (threadIdx.x == 0) {
+      const int before = atomicAdd(counters + group_id, 1);
+      st.is_last = before == p.num_splits - 1;
+      if (st.is_last) counters[group_id] = 0;  // every call leaves the counters zero
+    }
+    __syncthreads();
+    LLA_TL(6);
+    if (!st.is_last) {
+      LLA_TL_FLUSH();
+      return;
+    }
+    __threadfence();
+    if (threadIdx.x < rows) {
+      const unsigned row = static_cast<unsigned>(plan.row0) + threadIdx.x, group = static_cast<unsigned>(p.group);
+      const long long h = g * p.group + row % group, token = row / group;
+      st.merge.orow[threadIdx.x] = (b * p.seqlen_q + token) * p.heads_q + h;
+    }
+    __syncthreads();
+    merge_rows<T>(p, rows, st.merge);
+#ifdef LLA_DECODE_TIMELINE
+    __syncthreads();
+#endif
+    LLA_TL(7);
+    LLA_TL_FLUSH();
   }
-  __syncthreads();
-  if (!st.is_last) return;
-  __threadfence();
-  if (threadIdx.x < rows) {
-    const long long row = plan.row0 + threadIdx.x;
-    const long long h = g * p.group + row % p.group, token = row / p.group;
-    st.merge.orow[threadIdx.x] = (b * p.seqlen_q + token) * p.heads_q + h;
-  }
-  __syncthreads();
-  merge_rows<T>(p, rows, st.merge);
 }
 
 }  // namespace lla::gpu::decode

@@ -4,9 +4,14 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <type_traits>
 #include <sstream>
+#ifdef LLA_DECODE_TIMELINE
+#include <cstdio>
+#include <vector>
+#endif
 
 #include "../common/launch.cuh"
 #include "kernel.cuh"
@@ -35,11 +40,12 @@ __global__ void __launch_bounds__(Traits::kThreads) decode_kernel_pipelined(cons
   decode_cta_pipelined<Traits>(p, sm, kv_smem);
 }
 
-// bf16 with D % 8 == 0: tensor cores, fused split merge.
-template <class Traits>
+// bf16 with D % 8 == 0: tensor cores, fused split merge (through distributed shared
+// memory in a cluster of the splits, or by the last CTA through global memory).
+template <class Traits, bool kClusterMerge>
 __global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm) decode_kernel_mma(const Params p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  decode_cta_mma<Traits>(p, smem);
+  decode_cta_mma<Traits, kClusterMerge>(p, smem);
 }
 
 // One block per output row (the CUDA-core bodies): merge the split partials in split order.
@@ -83,13 +89,51 @@ void launch(const Params& p, cudaStream_t stream) {
 }
 
 template <int kDMax, int kRows, int kDSplit, int kStages>
-void launch_mma_config(const Params& p, cudaStream_t stream) {
+void launch_mma_config(const Params& p, bool cluster_merge, cudaStream_t stream) {
   using Traits = MmaTraits<kDMax, kRows, kDSplit, kStages>;
   const dim3 grid(static_cast<unsigned>(p.num_splits), static_cast<unsigned>(p.heads_kv * p.row_chunks),
                   static_cast<unsigned>(p.batch));
-  static const cudaError_t opt_in = opt_in_smem(decode_kernel_mma<Traits>, Traits::kSmemBytes);
-  (void)opt_in;
-  decode_kernel_mma<Traits><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
+  static const cudaError_t cluster_opt_in = [] {
+    const cudaError_t e = opt_in_smem(decode_kernel_mma<Traits, true>, Traits::kSmemBytes);
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(decode_kernel_mma<Traits, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
+  }();
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = dim3(Traits::kThreads);
+  config.dynamicSmemBytes = Traits::kSmemBytes;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = static_cast<unsigned>(p.num_splits);
+  attribute.val.clusterDim.y = 1;
+  attribute.val.clusterDim.z = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  if (cluster_merge) {
+    // A cluster of this size must fit on the device (it does on H100/H200 up to 16 at
+    // two CTAs per SM); where it would not, the splits merge through global memory.
+    // Asked once per cluster size and cached (the query is not a stream operation).
+    static std::atomic<int> fits[kMaxClusterSplits + 1];  // 0 unknown, 1 yes, 2 no
+    std::atomic<int>& f = fits[p.num_splits];
+    if (f.load() == 0) {
+      int clusters = 0;
+      const bool ok = cluster_opt_in == cudaSuccess &&
+                      cudaOccupancyMaxActiveClusters(&clusters, decode_kernel_mma<Traits, true>, &config) ==
+                          cudaSuccess &&
+                      clusters >= 1;
+      (void)cudaGetLastError();  // a failed query is an answer ("no"), not a launch error
+      f.store(ok ? 1 : 2);
+    }
+    cluster_merge = f.load() == 1;
+  }
+  if (!cluster_merge) {
+    static const cudaError_t opt_in = opt_in_smem(decode_kernel_mma<Traits, false>, Traits::kSmemBytes);
+    (void)opt_in;
+    decode_kernel_mma<Traits, false><<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(p);
+    return;
+  }
+  (void)cudaLaunchKernelEx(&config, decode_kernel_mma<Traits, true>, p);  // errors: cudaGetLastError below
 }
 
 // The tensor-core body serves bf16 with D % 8 == 0 (16-byte rows for cp.async and ldmatrix).
@@ -98,8 +142,8 @@ bool uses_mma(DType dtype, long long head_dim) { return dtype == DType::bf16 && 
 // Measured on an H200 (docs/gpu.md): the defaults of MmaTraits beat (kDSplit 2, 4 stages)
 // and (kDSplit 1, 2 stages) at D = 128 on the benchmark shapes.
 template <int kDMax, int kRows>
-void launch_mma(const Params& p, cudaStream_t stream) {
-  launch_mma_config<kDMax, kRows, mma_default_dsplit(kDMax), mma_default_stages(kDMax)>(p, stream);
+void launch_mma(const Params& p, bool cluster_merge, cudaStream_t stream) {
+  launch_mma_config<kDMax, kRows, mma_default_dsplit(kDMax), mma_default_stages(kDMax)>(p, cluster_merge, stream);
 }
 
 // What the split heuristic needs of the tensor-core body of a head-dim bucket.
@@ -115,10 +159,10 @@ MmaShape mma_shape(long long head_dim) {
 }
 
 template <int kRows>
-void dispatch_mma(const Params& p, cudaStream_t stream) {
-  if (p.head_dim <= 64) return launch_mma<64, kRows>(p, stream);
-  if (p.head_dim <= 128) return launch_mma<128, kRows>(p, stream);
-  return launch_mma<256, kRows>(p, stream);
+void dispatch_mma(const Params& p, bool cluster_merge, cudaStream_t stream) {
+  if (p.head_dim <= 64) return launch_mma<64, kRows>(p, cluster_merge, stream);
+  if (p.head_dim <= 128) return launch_mma<128, kRows>(p, cluster_merge, stream);
+  return launch_mma<256, kRows>(p, cluster_merge, stream);
 }
 
 template <class T, int kRows>
@@ -137,14 +181,14 @@ void dispatch_dim(const Params& p, cudaStream_t stream) {
 }
 
 template <class T>
-void dispatch_rows(const Params& p, int rows, cudaStream_t stream) {
+void dispatch_rows(const Params& p, int rows, bool cluster_merge, cudaStream_t stream) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) {
     if (uses_mma(DType::bf16, p.head_dim)) {
       switch (rows) {
-        case 1: return dispatch_mma<1>(p, stream);
-        case 2: return dispatch_mma<2>(p, stream);
-        case 4: return dispatch_mma<4>(p, stream);
-        default: return dispatch_mma<8>(p, stream);
+        case 1: return dispatch_mma<1>(p, cluster_merge, stream);
+        case 2: return dispatch_mma<2>(p, cluster_merge, stream);
+        case 4: return dispatch_mma<4>(p, cluster_merge, stream);
+        default: return dispatch_mma<8>(p, cluster_merge, stream);
       }
     }
   }
@@ -157,6 +201,56 @@ void dispatch_rows(const Params& p, int rows, cudaStream_t stream) {
 }
 
 }  // namespace
+}  // namespace decode
+
+#ifdef LLA_DECODE_TIMELINE
+// Scratch: prints the phase times of the last launch of the instrumented kernel.
+void decode_timeline_report(long long ctas, int num_splits) {
+  using decode::kTimelinePoints;
+  static unsigned long long h[decode::kTimelineCtas][kTimelinePoints + 2];
+  ctas = std::min<long long>(ctas, decode::kTimelineCtas);
+  cudaMemcpyFromSymbol(h, decode::g_decode_timeline, sizeof(h));
+  unsigned long long t_min = ~0ull, t_max = 0;
+  for (long long c = 0; c < ctas; ++c) {
+    t_min = std::min(t_min, h[c][kTimelinePoints]);
+    t_max = std::max(t_max, h[c][kTimelinePoints + 1]);
+  }
+  std::vector<double> starts, ends;
+  std::vector<std::vector<double>> phase(kTimelinePoints);
+  for (long long c = 0; c < ctas; ++c) {
+    starts.push_back(double(h[c][kTimelinePoints] - t_min));
+    ends.push_back(double(h[c][kTimelinePoints + 1] - t_min));
+    for (int i = 1; i < kTimelinePoints; ++i) {
+      if (h[c][i] != 0) phase[i].push_back(double(h[c][i] - h[c][0]));
+    }
+  }
+  auto med = [](std::vector<double> v) {
+    if (v.empty()) return -1.0;
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  auto mx = [](const std::vector<double>& v) { return v.empty() ? -1.0 : *std::max_element(v.begin(), v.end()); };
+  std::printf("  timeline (%lld CTAs, %d splits): span %.0f ns; CTA start median %.0f max %.0f ns; end median %.0f max %.0f ns\n",
+              ctas, num_splits, double(t_max - t_min), med(starts), mx(starts), med(ends), mx(ends));
+  std::printf("  cycles since entry (median / max):");
+  const char* names[] = {"", "loads issued", "q,r staged", "tile 0 ready", "key loop done", "combined",
+                         "merge sync/counter", "end"};
+  for (int i = 1; i < kTimelinePoints; ++i) std::printf(" | %s %.0f / %.0f", names[i], med(phase[i]), mx(phase[i]));
+  std::printf("\n");
+}
+#endif
+
+namespace decode {
+// The tensor-core body merges up to kMaxClusterSplits splits in a thread-block cluster
+// (distributed shared memory) when the whole grid fits on the device at once: that is
+// the latency-bound case (B = 1) the cluster merge is for. A grid of several waves
+// merges through global memory in the last CTA of each row group: clusters constrain
+// where CTAs may start (measured: B32 L4096 D64, 768 CTAs in clusters of 3, 77 -> 96 us).
+bool uses_cluster_merge(const Problem& pr, DType dtype, int splits, int sm_count) {
+  if (!uses_mma(dtype, pr.head_dim) || splits <= 1 || splits > kMaxClusterSplits || sm_count <= 0) return false;
+  const long long ctas = pr.batch * pr.heads_kv * row_chunks_of(pr) * splits;
+  return ctas <= static_cast<long long>(sm_count) * mma_shape(pr.head_dim).ctas_per_sm;
+}
 }  // namespace decode
 
 int decode_num_splits(const Problem& pr, int sm_count, DType dtype) {
@@ -256,10 +350,11 @@ DecodeStatus parallax_decode(const DecodeArgs& a, void* stream, int sm_count) {
   if (pr.batch == 0 || pr.seqlen_q == 0) return DecodeStatus{};
   auto s = static_cast<cudaStream_t>(stream);
   const int rows = decode::rows_per_cta(pr);
+  const bool cluster_merge = decode::uses_cluster_merge(pr, a.dtype, splits, sm_count);
   if (a.dtype == DType::bf16) {
-    decode::dispatch_rows<__nv_bfloat16>(p, rows, s);
+    decode::dispatch_rows<__nv_bfloat16>(p, rows, cluster_merge, s);
   } else {
-    decode::dispatch_rows<__half>(p, rows, s);
+    decode::dispatch_rows<__half>(p, rows, false, s);
   }
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return refuse(std::string("launch failed: ") + cudaGetErrorString(e));

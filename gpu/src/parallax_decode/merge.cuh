@@ -6,6 +6,7 @@
 // path): the split states are loaded by a warp at once, the weights exp(m_s - m)
 // go to shared memory once per row, and the O sums issue their loads back to back.
 // Partials are read through L2 (__ldcg): in the fused merge other CTAs wrote them.
+// Each phase issues all of its loads before it uses any (one round trip per phase).
 
 #include "kernel.cuh"
 
@@ -32,6 +33,23 @@ __device__ void merge_rows(const Params& p, int rows, MergeScratch& sc) {
   const int S = p.num_splits;
   const long long stride = partial_floats(static_cast<int>(D));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int Di = static_cast<int>(D);
+  // The O loads of a thread's first output (a batch of kBatch splits) are issued before
+  // the split states are reduced: they do not depend on the weights, and at B = 1 every
+  // round trip to L2 is on the critical path. Splits past S re-read the last one and
+  // are not added.
+  constexpr int kBatch = 16;
+  float pre1[kBatch], pre2[kBatch];
+  if (static_cast<int>(threadIdx.x) < rows * Di) {
+    const int x = threadIdx.x / Di, d = threadIdx.x % Di;
+    const float* part = p.partials + sc.orow[x] * S * stride + 3 + d;
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      const int s = min(i, S - 1);
+      pre1[i] = __ldcg(part + s * stride);
+      pre2[i] = __ldcg(part + s * stride + D);
+    }
+  }
   for (int x = warp; x < rows; x += warps) {
     const float* part = p.partials + sc.orow[x] * S * stride;
     float ms[kPerLane], s1[kPerLane], s2[kPerLane];
@@ -68,15 +86,30 @@ __device__ void merge_rows(const Params& p, int rows, MergeScratch& sc) {
     }
   }
   __syncthreads();
-  for (long long idx = threadIdx.x; idx < rows * D; idx += blockDim.x) {
-    const int x = static_cast<int>(idx / D);
-    const long long d = idx % D;
+  for (int idx = threadIdx.x; idx < rows * Di; idx += blockDim.x) {
+    const int x = idx / Di, d = idx % Di;
     const float* part = p.partials + sc.orow[x] * S * stride + 3 + d;
     float o1 = 0.f, o2 = 0.f;
-#pragma unroll 16
-    for (int s = 0; s < S; ++s) {
-      o1 += sc.w[x][s] * __ldcg(part + s * stride);
-      o2 += sc.w[x][s] * __ldcg(part + s * stride + D);
+    for (int s0 = 0; s0 < S; s0 += kBatch) {
+      float v1[kBatch], v2[kBatch];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        if (s0 == 0 && idx == static_cast<int>(threadIdx.x)) {
+          v1[i] = pre1[i];
+          v2[i] = pre2[i];
+        } else {
+          const int s = min(s0 + i, S - 1);
+          v1[i] = __ldcg(part + s * stride);
+          v2[i] = __ldcg(part + s * stride + D);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        if (s0 + i < S) {
+          o1 += sc.w[x][s0 + i] * v1[i];
+          o2 += sc.w[x][s0 + i] * v2[i];
+        }
+      }
     }
     const float d1 = sc.d1[x], d2 = sc.d2[x];
     float o = 0.f;
