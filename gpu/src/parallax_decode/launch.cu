@@ -93,12 +93,7 @@ void launch_mma_config(const Params& p, bool cluster_merge, cudaStream_t stream)
   using Traits = MmaTraits<kDMax, kRows, kDSplit, kStages>;
   const dim3 grid(static_cast<unsigned>(p.num_splits), static_cast<unsigned>(p.heads_kv * p.row_chunks),
                   static_cast<unsigned>(p.batch));
-  static const cudaError_t cluster_opt_in = [] {
-    const cudaError_t e = opt_in_smem(decode_kernel_mma<Traits, true>, Traits::kSmemBytes);
-    if (e != cudaSuccess) return e;
-    return cudaFuncSetAttribute(decode_kernel_mma<Traits, true>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-  }();
-  cudaLaunchConfig_t config{};
+  cudaLaunchConfig_t config{};  // the cluster launch
   config.gridDim = grid;
   config.blockDim = dim3(Traits::kThreads);
   config.dynamicSmemBytes = Traits::kSmemBytes;
@@ -111,6 +106,12 @@ void launch_mma_config(const Params& p, bool cluster_merge, cudaStream_t stream)
   config.attrs = &attribute;
   config.numAttrs = 1;
   if (cluster_merge) {
+    static const cudaError_t cluster_opt_in = [] {
+      const cudaError_t e = opt_in_smem(decode_kernel_mma<Traits, true>, Traits::kSmemBytes);
+      if (e != cudaSuccess) return e;
+      return cudaFuncSetAttribute(decode_kernel_mma<Traits, true>, cudaFuncAttributeNonPortableClusterSizeAllowed,
+                                  1);
+    }();
     // A cluster of this size must fit on the device (it does on H100/H200 up to 16 at
     // two CTAs per SM); where it would not, the splits merge through global memory.
     // Asked once per cluster size and cached (the query is not a stream operation).
@@ -204,7 +205,8 @@ void dispatch_rows(const Params& p, int rows, bool cluster_merge, cudaStream_t s
 }  // namespace decode
 
 #ifdef LLA_DECODE_TIMELINE
-// Scratch: prints the phase times of the last launch of the instrumented kernel.
+// Tuning build (timeline.cuh): prints the phase times of the last launch of the
+// instrumented kernel, the median and the maximum over its CTAs.
 void decode_timeline_report(long long ctas, int num_splits) {
   using decode::kTimelinePoints;
   static unsigned long long h[decode::kTimelineCtas][kTimelinePoints + 2];
