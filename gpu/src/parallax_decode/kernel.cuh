@@ -94,6 +94,24 @@ __device__ __forceinline__ RowRange row_range(const Params& p, long long lo, lon
   return rr;
 }
 
+// o = (O1 / d1)(1 + d2 / d1) - O2 / d1 of one output element; 0 on an empty row (d1 = 0).
+__device__ __forceinline__ float parallax_output(float o1, float o2, float d1, float d2) {
+  float o = 0.f;
+  if (d1 > 0.f) {
+    const float inv = 1.f / d1;
+    o = o1 * inv * (1.f + d2 * inv) - o2 * inv;
+  }
+  return o;
+}
+
+// Output row (b, token, query head, flattened) of the CTA row `row` of KV head g of
+// batch entry b (rows are (token, head in group) pairs, below 2^20: 32-bit division).
+__device__ __forceinline__ long long output_row(const Params& p, long long b, long long g, unsigned row) {
+  const unsigned group = static_cast<unsigned>(p.group);
+  const long long h = g * p.group + row % group, token = row / group;
+  return (b * p.seqlen_q + token) * p.heads_q + h;
+}
+
 // What a CTA works on: its rows, their key ranges, and its split of the keys.
 template <int R>
 struct CtaPlan {

@@ -184,16 +184,12 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   LLA_TL(1);
 
   // q rows at mma rows 0..7, r rows at 8..15, bf16 (exact: they are bf16 inputs), zero-padded.
-  // Row offsets first (one thread per row: the index math has 64-bit divisions), then
+  // Row offsets first (one thread per row), then
   // 16-byte copies (D % 8 == 0 keeps every row 16-byte aligned).
   if (threadIdx.x < 16) {
     const int row = threadIdx.x, x = row % 8;
     long long off = -1;
-    if (x < rows) {
-      const unsigned qrow = static_cast<unsigned>(plan.row0 + x), group = static_cast<unsigned>(p.group);
-      const long long h = g * p.group + qrow % group, token = qrow / group;
-      off = ((b * p.seqlen_q + token) * p.heads_q + h) * D;
-    }
+    if (x < rows) off = output_row(p, b, g, static_cast<unsigned>(plan.row0 + x)) * D;
     st.qr_off[row] = off;
   }
   __syncthreads();
@@ -396,6 +392,15 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   LLA_TL(5);
   // 5. The output (one split) or this split's partial, then the fused merge.
   const int split = plan.split;
+  // The CTA's (O1, O2) of output element (x, d): the key groups' parts in warp order.
+  auto combined = [&](int x, int d, float& o1, float& o2) {
+    o1 = o2 = 0.f;
+#pragma unroll
+    for (int w = 0; w < Traits::kKeyGroups; ++w) {
+      o1 += combine[((w * R + x) * 2) * Traits::kDMax + d];
+      o2 += combine[((w * R + x) * 2 + 1) * Traits::kDMax + d];
+    }
+  };
   if constexpr (kClusterMerge) {
     namespace cg = cooperative_groups;
     cg::cluster_group cluster = cg::this_cluster();
@@ -403,12 +408,8 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     float* part = combine + Traits::kKeyGroups * R * 2 * kP;  // [row][O1 | O2][kDMax]
     for (int idx = threadIdx.x; idx < rows * D; idx += Traits::kThreads) {
       const int x = idx / Di, d = idx % Di;
-      float o1 = 0.f, o2 = 0.f;
-#pragma unroll
-      for (int w = 0; w < Traits::kKeyGroups; ++w) {
-        o1 += combine[((w * R + x) * 2) * kP + d];
-        o2 += combine[((w * R + x) * 2 + 1) * kP + d];
-      }
+      float o1, o2;
+      combined(x, d, o1, o2);
       part[(x * 2) * kP + d] = o1;
       part[(x * 2 + 1) * kP + d] = o2;
     }
@@ -467,16 +468,9 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
           o2 += st.merge.w[x][s] * v2[s];
         }
       }
-      const unsigned row = static_cast<unsigned>(plan.row0 + x), group = static_cast<unsigned>(p.group);
-      const long long h = g * p.group + row % group, token = row / group;
-      const long long orow = (b * p.seqlen_q + token) * p.heads_q + h;
+      const long long orow = output_row(p, b, g, static_cast<unsigned>(plan.row0 + x));
       const float s1 = st.merge.d1[x], s2 = st.merge.d2[x];
-      float o = 0.f;
-      if (s1 > 0.f) {
-        const float inv = 1.f / s1;
-        o = o1 * inv * (1.f + s2 * inv) - o2 * inv;
-      }
-      static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
+      static_cast<T*>(p.o)[orow * D + d] = from_float<T>(parallax_output(o1, o2, s1, s2));
       if (d == 0 && p.lse) p.lse[orow] = s1 > 0.f ? st.merge.m[x] * kLn2 + logf(s1) : -INFINITY;
     }
     cluster.sync();  // no CTA leaves while a peer may still read its shared memory
@@ -485,23 +479,12 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   } else {
     for (int idx = threadIdx.x; idx < rows * D; idx += Traits::kThreads) {
       const int x = idx / Di, d = idx % Di;
-      float o1 = 0.f, o2 = 0.f;
-#pragma unroll
-      for (int w = 0; w < Traits::kKeyGroups; ++w) {
-        o1 += combine[((w * R + x) * 2) * Traits::kDMax + d];
-        o2 += combine[((w * R + x) * 2 + 1) * Traits::kDMax + d];
-      }
-      const unsigned row = static_cast<unsigned>(plan.row0 + x), group = static_cast<unsigned>(p.group);
-      const long long h = g * p.group + row % group, token = row / group;
-      const long long orow = (b * p.seqlen_q + token) * p.heads_q + h;
+      float o1, o2;
+      combined(x, d, o1, o2);
+      const long long orow = output_row(p, b, g, static_cast<unsigned>(plan.row0 + x));
       const float s1 = st.cta_d1[x], s2 = st.cta_d2[x];
       if (p.num_splits == 1) {
-        float o = 0.f;
-        if (s1 > 0.f) {
-          const float inv = 1.f / s1;
-          o = o1 * inv * (1.f + s2 * inv) - o2 * inv;
-        }
-        static_cast<T*>(p.o)[orow * D + d] = from_float<T>(o);
+        static_cast<T*>(p.o)[orow * D + d] = from_float<T>(parallax_output(o1, o2, s1, s2));
         if (d == 0 && p.lse) p.lse[orow] = s1 > 0.f ? st.cta_m[x] * kLn2 + logf(s1) : -INFINITY;
       } else {
         float* part = p.partials + (orow * p.num_splits + split) * partial_floats(static_cast<int>(D));
@@ -541,9 +524,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     }
     __threadfence();
     if (threadIdx.x < rows) {
-      const unsigned row = static_cast<unsigned>(plan.row0) + threadIdx.x, group = static_cast<unsigned>(p.group);
-      const long long h = g * p.group + row % group, token = row / group;
-      st.merge.orow[threadIdx.x] = (b * p.seqlen_q + token) * p.heads_q + h;
+      st.merge.orow[threadIdx.x] = output_row(p, b, g, static_cast<unsigned>(plan.row0) + threadIdx.x);
     }
     __syncthreads();
     merge_rows<T>(p, rows, st.merge);

@@ -112,12 +112,7 @@ __device__ void merge_rows(const Params& p, int rows, MergeScratch& sc) {
       }
     }
     const float d1 = sc.d1[x], d2 = sc.d2[x];
-    float o = 0.f;
-    if (d1 > 0.f) {
-      const float inv = 1.f / d1;
-      o = o1 * inv * (1.f + d2 * inv) - o2 * inv;
-    }
-    static_cast<T*>(p.o)[sc.orow[x] * D + d] = from_float<T>(o);
+    static_cast<T*>(p.o)[sc.orow[x] * D + d] = from_float<T>(parallax_output(o1, o2, d1, d2));
     if (d == 0 && p.lse) p.lse[sc.orow[x]] = d1 > 0.f ? sc.m[x] + logf(d1) : -INFINITY;
   }
 }
