@@ -3,6 +3,7 @@
 // device-to-device copy measured in the same binary; warm L2 (same buffers) and
 // cold L2 (rotating copies of the cache larger than 3x the L2).
 //   usage: bench_parallax_decode [--json FILE] [--quick] [--only SHAPE] [--splits N]
+//                                [--copy automatic|cp_async|tensor_map]
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -57,14 +58,19 @@ int main(int argc, char** argv) {
   bool quick = false;
   std::string only;       // run one shape (by name), e.g. under a profiler
   int forced_splits = 0;  // > 0: override the split heuristic (tuning)
+  lla::gpu::DecodeCopy copy_engine = lla::gpu::DecodeCopy::automatic;  // how K/V tiles reach shared memory
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
     else if (a == "--quick") quick = true;
     else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else if (a == "--splits" && i + 1 < argc) forced_splits = std::atoi(argv[++i]);
+    else if (a == "--copy" && i + 1 < argc && std::string(argv[i + 1]) == "cp_async") copy_engine = lla::gpu::DecodeCopy::cp_async, ++i;
+    else if (a == "--copy" && i + 1 < argc && std::string(argv[i + 1]) == "tensor_map") copy_engine = lla::gpu::DecodeCopy::tensor_map, ++i;
+    else if (a == "--copy" && i + 1 < argc && std::string(argv[i + 1]) == "automatic") ++i;
     else {
-      std::fprintf(stderr, "usage: bench_parallax_decode [--json FILE] [--quick] [--only SHAPE] [--splits N]\n");
+      std::fprintf(stderr, "usage: bench_parallax_decode [--json FILE] [--quick] [--only SHAPE] [--splits N] "
+                           "[--copy automatic|cp_async|tensor_map]\n");
       return 2;
     }
   }
@@ -141,6 +147,7 @@ int main(int argc, char** argv) {
       a.v = v[copy];
       a.o = o;
       a.num_splits = splits;
+      a.copy = copy_engine;
       a.workspace = ws;
       a.workspace_bytes = ws_bytes;
       const auto st = lla::gpu::parallax_decode(a, s, sms);

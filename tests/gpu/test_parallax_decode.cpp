@@ -41,6 +41,7 @@ struct DecodeCase {
   gpu::DType dtype = gpu::DType::bf16;
   int64_t page_size = 0;  // 0: contiguous cache
   int num_splits = 0;
+  gpu::DecodeCopy copy = gpu::DecodeCopy::automatic;  // automatic: tensor maps where they apply
   uint64_t seed = 1;
   Magnitude magnitude = Magnitude::rms_normed;
 };
@@ -124,6 +125,7 @@ DecodeRun run_gpu(const DecodeCase& c, const oracle::AttentionInputs<double>& in
   if (c.page_size > 0) a.paged = gpu::PagedCache{dtable.get(), max_pages, c.page_size, num_pages};
   const int splits = c.num_splits > 0 ? c.num_splits : gpu::decode_num_splits(p, sm_count());
   a.num_splits = splits;
+  a.copy = c.copy;
   DeviceBuffer<float> ws((gpu::decode_workspace_bytes(p, splits) + sizeof(float) - 1) / sizeof(float));
   if (ws.size()) CUDA_OK(cudaMemset(ws.get(), 0, ws.size() * sizeof(float)));  // the API's precondition
   a.workspace = ws.get();
@@ -181,7 +183,9 @@ Verdict judge(const DecodeCase& c, const oracle::AttentionInputs<double>& in, co
                    unit_roundoff_of(Precision::fp32));
   std::ostringstream os;
   os << p.describe() << " seqused_k/cache_start as shown, dtype=" << gpu::to_string(c.dtype)
-     << " page_size=" << c.page_size << " splits=" << c.num_splits << " magnitude=" << to_string(c.magnitude)
+     << " page_size=" << c.page_size << " splits=" << c.num_splits
+     << " copy=" << (c.copy == gpu::DecodeCopy::cp_async ? "cp_async" : c.copy == gpu::DecodeCopy::tensor_map ? "tensor_map" : "automatic")
+     << " magnitude=" << to_string(c.magnitude)
      << ": o max|gpu - oracle| " << err << " (baseline " << base_err << ", bound " << bound << ", ratio "
      << (bound > 0 ? err / bound : err) << "); lse " << lse_err << " (bound " << lse_bound << ")";
   return Verdict{std::isfinite(err) && err <= bound && lse_err <= lse_bound, os.str()};
@@ -215,7 +219,10 @@ DecodeCase draw_decode_case() {
                                                       .as("cache_start[b]")));
   }
   c.dtype = *rc::gen::element(gpu::DType::bf16, gpu::DType::fp16).as("dtype");
-  c.page_size = *rc::gen::element<int64_t>(0, 0, 1, 7, 16, 64, 100).as("page size (0 = contiguous)");
+  c.page_size = *rc::gen::element<int64_t>(0, 0, 0, 1, 7, 16, 64, 100).as("page size (0 = contiguous)");
+  // automatic takes tensor-map copies for contiguous bf16 caches with D in {64, 128, 256}.
+  c.copy = *rc::gen::element(gpu::DecodeCopy::automatic, gpu::DecodeCopy::automatic, gpu::DecodeCopy::cp_async)
+                .as("copy");
   // Up to 16 splits merge in a cluster, more through global memory (both drawn).
   c.num_splits = *rc::gen::element(0, 0, 1, 2, 5, 16, 20).as("splits (0 = heuristic)");
   c.seed = *rc::gen::arbitrary<uint64_t>().as("seed");
@@ -435,8 +442,49 @@ TEST(ParallaxDecode, RefusesUnsupportedCalls) {
   EXPECT_FALSE(st.ok);
   EXPECT_NE(st.message.find("16-byte aligned"), std::string::npos) << st.message;
   a.k = dummy;
+  // Tensor-map copies asked for where they do not apply: refused, with the reason.
+  a.copy = gpu::DecodeCopy::tensor_map;
+  a.problem.head_dim = 100;
+  st = gpu::parallax_decode(a, nullptr, sm_count());
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("head_dim must be 64, 128 or 256"), std::string::npos) << st.message;
+  a.problem.head_dim = 64;
+  a.dtype = gpu::DType::fp16;
+  st = gpu::parallax_decode(a, nullptr, sm_count());
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("bf16 only"), std::string::npos) << st.message;
+  a.dtype = gpu::DType::bf16;
+  static const int32_t table[1] = {0};
+  a.paged = gpu::PagedCache{table, 1, 100000, 1};
+  st = gpu::parallax_decode(a, nullptr, sm_count());
+  EXPECT_FALSE(st.ok);
+  EXPECT_NE(st.message.find("contiguous cache"), std::string::npos) << st.message;
+  a.paged = gpu::PagedCache{};
+  a.copy = gpu::DecodeCopy::automatic;
   a.o = nullptr;
   EXPECT_FALSE(gpu::parallax_decode(a, nullptr, sm_count()).ok);
+}
+
+// The two copy engines fill shared memory with the same tile layout and the same
+// values for every key the math uses (a tensor-map copy reads whole tiles: the keys
+// past a split are masked to weight 0 and their V rows zeroed), so on every case
+// where tensor maps apply they give bitwise the same output, with NaN in every slot
+// the kernel must not use.
+TEST(ParallaxDecode, TensorMapCopiesEqualCpAsyncBitwise) {
+  LLA_REQUIRE_DEVICE();
+  EXPECT_TRUE(rc::check("tensor_map == cp_async, bitwise, on poisoned caches", [] {
+    DecodeCase c = draw_decode_case();
+    c.dtype = gpu::DType::bf16;
+    c.page_size = 0;
+    c.problem.head_dim = *rc::gen::element<int64_t>(64, 128, 256).as("head_dim (tensor maps)");
+    const auto in = quantised_inputs(c);
+    c.copy = gpu::DecodeCopy::cp_async;
+    const auto by_cp_async = run_gpu(c, in, true);
+    c.copy = gpu::DecodeCopy::tensor_map;
+    const auto by_tensor_map = run_gpu(c, in, true);
+    RC_ASSERT(by_cp_async.o == by_tensor_map.o);
+    RC_ASSERT(std::memcmp(by_cp_async.lse.data(), by_tensor_map.lse.data(), by_cp_async.lse.size() * sizeof(float)) == 0);
+  }));
 }
 
 }  // namespace

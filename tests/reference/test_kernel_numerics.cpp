@@ -54,6 +54,9 @@ struct WeightScheme {
   int p1_words;   // bf16 words per P1 weight
   int p2_words;   // bf16 words per P2 weight
   Precision word = Precision::bf16;  // the inputs', the weights' words' and the output's format
+  // bf16 inputs with fp16 weight words: V converted to fp16 for the P.V products (exact
+  // for |v| in fp16's normal range), the weights' words fp16 (11 significand bits, not 8).
+  bool fp16_weights = false;
 };
 
 constexpr WeightScheme kPublic{"public: P1, P2 one word, no shift", false, 1, 1};
@@ -63,6 +66,9 @@ constexpr WeightScheme kNoShiftP2Two{"no shift, P1 one word, P2 two", false, 1, 
 constexpr WeightScheme kShiftTwo{"shift, P1 and P2 two words", true, 2, 2};
 constexpr WeightScheme kDecode{"no shift, P1 and P2 two words (decode)", false, 2, 2};
 constexpr WeightScheme kNoShiftThree{"no shift, P1 and P2 three words", false, 3, 3};
+constexpr WeightScheme kShiftOneFp16{"shift, P1 and P2 one fp16 word, V to fp16", true, 1, 1, Precision::bf16, true};
+constexpr WeightScheme kNoShiftOneFp16{"no shift, P1 and P2 one fp16 word, V to fp16", false, 1, 1, Precision::bf16,
+                                       true};
 
 // The model's output o (fp32 values before the bf16 output rounding).
 // With `vbar_out`, also vbar = O1 / d1 (fp32).
@@ -121,9 +127,11 @@ Tensor4<double> model_forward(const Problem& p, const oracle::AttentionInputs<do
           for (int64_t d = 0; d < D; ++d) {
             double a1 = f32(o1[static_cast<size_t>(d)] * alpha), a2 = f32(o2[static_cast<size_t>(d)] * alpha);
             for (int64_t e = 0; e < n; ++e) {
-              const double vd = in.v(seq.batch, j0 + e, g, d);
-              a1 = f32(a1 + in_words(s[static_cast<size_t>(e)], w.p1_words, w.word) * vd);
-              a2 = f32(a2 + in_words(t[static_cast<size_t>(e)], w.p2_words, w.word) * vd);
+              const Precision ww = w.fp16_weights ? Precision::fp16 : w.word;
+              const double vd = w.fp16_weights ? round_to(Precision::fp16, in.v(seq.batch, j0 + e, g, d))
+                                               : in.v(seq.batch, j0 + e, g, d);
+              a1 = f32(a1 + in_words(s[static_cast<size_t>(e)], w.p1_words, ww) * vd);
+              a2 = f32(a2 + in_words(t[static_cast<size_t>(e)], w.p2_words, ww) * vd);
             }
             o1[static_cast<size_t>(d)] = a1;
             o2[static_cast<size_t>(d)] = a2;
@@ -190,7 +198,8 @@ Judged worst_case(const WeightScheme& w, Magnitude mag, double key_offset = 0) {
 // schemes the kernels use: the decode kernel's two words, the training
 // forward's shift with one word for P1 and two for P2.
 TEST(KernelNumerics, WeightSplittingAgainstTheBaselineRule) {
-  const WeightScheme schemes[] = {kPublic, kShiftOne, kNoShiftP2Two, kShiftP2Two, kShiftTwo, kDecode, kNoShiftThree};
+  const WeightScheme schemes[] = {kPublic,  kShiftOne,     kNoShiftP2Two, kShiftP2Two,   kShiftTwo,
+                                  kDecode,  kNoShiftThree, kShiftOneFp16, kNoShiftOneFp16};
   std::printf("%-46s %-20s %12s %12s\n", "weights", "inputs", "err/bound", "max-norm err");
   for (const WeightScheme& w : schemes) {
     double worst_ratio = 0;

@@ -5,6 +5,7 @@
 //   d1 = sum p1, d2 = sum p1 t, O1 = sum p1 v, O2 = sum p1 t v
 //   o  = (O1 / d1)(1 + d2 / d1) - O2 / d1        (empty row: o = 0, lse = -inf)
 
+#include <cuda.h>  // CUtensorMap
 #include <cuda_runtime.h>
 
 #include <cfloat>
@@ -18,8 +19,13 @@
 namespace lla::gpu::decode {
 
 // Plain parameter struct: pointers, sizes, 64-bit strides. Travels unchanged from
-// the launcher into the kernel.
+// the launcher into the kernel (a __grid_constant__ parameter: the tensor maps must
+// stay in parameter space for the copy engine to read them).
 struct Params {
+  // Tensor maps of the K and V caches as (D, H_kv, L_max, B) boxes of 64 columns x
+  // the tile's keys, 128-byte swizzle; used by the tensor-core body when tensor_maps.
+  CUtensorMap k_map, v_map;
+  int tensor_maps;
   const void* q;
   const void* r;
   const void* k;

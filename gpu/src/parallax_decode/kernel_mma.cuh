@@ -28,6 +28,7 @@
 
 #include "kernel.cuh"
 #include "../common/mma.cuh"
+#include "../common/tma.cuh"
 #include "kernel_pipelined.cuh"  // cp.async helpers
 #include "merge.cuh"
 #include "timeline.cuh"
@@ -65,34 +66,53 @@ struct MmaTraits {
   static constexpr int kTileKeys = kKeyGroups * kKeysPerWarp;
   // kStages - 1 tiles in flight per CTA while one is computed on.
   static constexpr int kStages = kStages_;
-  static_assert(kStages >= 2, "at least double buffering");
+  static_assert(kStages >= 2 && kStages <= 8, "at least double buffering; an mbarrier per stage (8)");
   // Each fp32 weight enters P.V as 2 (hi + lo: 16 significand bits, the default) or
   // 3 (hi + mid + lo: all 24) bf16 words.
   static constexpr int kWeightWords = LLA_DECODE_WEIGHT_WORDS;
   static_assert(kWeightWords == 2 || kWeightWords == 3, "2 or 3 bf16 words per weight");
   static constexpr int kRowBytes = kDMax * 2;
-  // +16 bytes per row: the 8 row addresses of an ldmatrix phase hit 8 distinct 16-byte bank groups.
-  static constexpr int kPitch = kRowBytes + 16;
-  static constexpr int kTileBytes = kTileKeys * kPitch;
+  // K and V tiles are stored as 128-byte column boxes (64 head-dim columns) of
+  // kTileKeys rows each, the 16-byte chunks of a row XOR-swizzled by row % 8: the
+  // layout a tensor-map copy writes with 128-byte swizzling (so both copy engines
+  // share it), and every ldmatrix phase reads 8 distinct bank groups.
+  static constexpr int kBoxCols = 64, kBoxRowBytes = 128;
+  static constexpr int kBoxes = kDMax / kBoxCols;
+  static constexpr int kBoxBytes = kTileKeys * kBoxRowBytes;
+  static constexpr int kTileBytes = kBoxes * kBoxBytes;
+  static_assert(kTileBytes == kTileKeys * kRowBytes, "boxes cover the head-dim bucket");
   static constexpr int kChunksPerRow = kRowBytes / 16;
   static constexpr int kKSteps = kDMax / 16;   // k-steps of the score mma
   static constexpr int kNTiles = kDMax / 8 / kDSplit;  // n-tiles of the P.V mma per warp
   // q/r fragments live in registers up to D = 128; at 256 they are re-read from
   // shared memory each tile (the O accumulators already take 128 registers there).
   static constexpr bool kQrInRegisters = kDMax <= 128;
-  static constexpr size_t kQrBytes = size_t(16) * kPitch;
+  // q and r rows: padded by 16 bytes so the 8 row addresses of an ldmatrix phase hit 8 bank groups.
+  static constexpr int kQrPitch = kRowBytes + 16;
+  static constexpr size_t kQrBytes = size_t(16) * kQrPitch;
   static constexpr size_t kKvBytes = size_t(2) * kStages * kTileBytes;
   // After the key loop the K/V stages are reused for the warp combination.
   static constexpr size_t kCombineBytes = size_t(kKeyGroups) * kMaxRows * 2 * kDMax * sizeof(float);
   // The cluster merge keeps the CTA's partial (O1 | O2 per row) after the combination.
   static constexpr size_t kClusterPartialBytes = size_t(kMaxRows) * 2 * kDMax * sizeof(float);
   static_assert(kCombineBytes + kClusterPartialBytes <= kKvBytes, "warp combination and partial fit in the K/V stages");
-  static constexpr size_t kSmemBytes = kQrBytes + kKvBytes;
-  // CTAs that fit on one SM (228 KB shared memory): used by the split heuristic.
-  static constexpr int kCtasPerSm = static_cast<int>((227 * 1024) / (kSmemBytes + 1024 + 512));
+  // The swizzle repeats every 1024 bytes, so the stages start 1024-byte aligned: the
+  // dynamic shared memory is aligned by hand (its base is only 16-byte aligned).
+  static constexpr size_t kAlign = 1024;
+  static constexpr size_t kSmemBytes = kAlign + kKvBytes + kQrBytes;
+  // CTAs that fit on one SM (228 KB shared memory, and at most 3 for the registers:
+  // the tensor-core body takes 150-190 a thread): used by the split heuristic and
+  // the launch bounds.
+  static constexpr int kCtasBySmem = static_cast<int>((227 * 1024) / (kSmemBytes + 1024 + 512));
+  static constexpr int kCtasPerSm = kCtasBySmem < 3 ? kCtasBySmem : 3;
+  // Byte offset of the 16-byte chunk `chunk` (0 .. kChunksPerRow - 1) of key row `row` in a tile.
+  __device__ static __forceinline__ int chunk_offset(int row, int chunk) {
+    return (chunk / 8) * kBoxBytes + row * kBoxRowBytes + (((chunk % 8) ^ (row % 8)) * 16);
+  }
 };
 
 struct MmaSmallState {
+  uint64_t tile_full[8];  // tensor-map copies: one mbarrier per K/V stage
   float warp_m[4][8], warp_d1[4][8], warp_d2[4][8];
   float cta_m[8], cta_d1[8], cta_d2[8];
   long long qr_off[16];  // element offset of q (rows 0..7) / r (8..15) of each mma row; -1 = zero row
@@ -144,9 +164,18 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   const int Di = static_cast<int>(D);  // 32-bit index math in the epilogue (D <= 256)
   const int tiles = static_cast<int>((k_end - k_begin + Traits::kTileKeys - 1) / Traits::kTileKeys);
 
-  unsigned char* qr_smem = smem;
-  unsigned char* k_stage = smem + Traits::kQrBytes;
+  unsigned char* k_stage = reinterpret_cast<unsigned char*>(
+      (reinterpret_cast<uintptr_t>(smem) + Traits::kAlign - 1) & ~uintptr_t(Traits::kAlign - 1));
   unsigned char* v_stage = k_stage + Traits::kStages * Traits::kTileBytes;
+  unsigned char* qr_smem = v_stage + Traits::kStages * Traits::kTileBytes;
+  // Tensor-map copies (contiguous cache, D a whole number of boxes; chosen by the
+  // launcher): thread 0 issues a tile's boxes, an mbarrier per stage counts its bytes.
+  const bool tma = p.tensor_maps;
+  if (tma && threadIdx.x == 0) {
+#pragma unroll
+    for (int s = 0; s < Traits::kStages; ++s) ptx::mbarrier_init(&st.tile_full[s], 1);
+    ptx::mbarrier_init_fence();
+  }
 
   // Each thread copies one 16-byte chunk column of every (kThreads / kChunksPerRow)-th
   // key. A contiguous cache steps by a fixed stride from key to key, so the 64-bit
@@ -159,8 +188,23 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   const long long contiguous_base = (b * p.seqlen_k * p.heads_kv + g) * D + copy_chunk * 8;
   auto load_tile = [&](int tile, int stage) {
     const long long key0 = k_begin + static_cast<long long>(tile) * Traits::kTileKeys;
-    unsigned char* kdst = k_stage + stage * Traits::kTileBytes + copy_key * Traits::kPitch + copy_chunk * 16;
-    unsigned char* vdst = v_stage + stage * Traits::kTileBytes + copy_key * Traits::kPitch + copy_chunk * 16;
+    if (tma) {
+      if (threadIdx.x == 0) {
+        uint64_t* bar = &st.tile_full[stage];
+        ptx::mbarrier_arrive_expect_tx(bar, 2 * Traits::kTileBytes);
+        const int j = static_cast<int>(key0);  // < 2^31: the launcher checks seqlen_k
+#pragma unroll
+        for (int box = 0; box < Traits::kBoxes; ++box) {
+          const int off = stage * Traits::kTileBytes + box * Traits::kBoxBytes;
+          const int c0 = box * Traits::kBoxCols, c1 = static_cast<int>(g), c3 = static_cast<int>(b);
+          ptx::tma_load_4d(k_stage + off, &p.k_map, c0, c1, j, c3, bar);
+          ptx::tma_load_4d(v_stage + off, &p.v_map, c0, c1, j, c3, bar);
+        }
+      }
+      return;
+    }
+    unsigned char* kdst = k_stage + stage * Traits::kTileBytes;
+    unsigned char* vdst = v_stage + stage * Traits::kTileBytes;
 #pragma unroll
     for (int i = 0; i < Traits::kTileKeys / kKeyStep; ++i) {
       const long long j = key0 + copy_key + i * kKeyStep;
@@ -170,10 +214,9 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
         off = p.page_table == nullptr ? contiguous_base + j * key_stride
                                       : cache_offset(p, b, j, g) + copy_chunk * 8;
       }
-      ptx::cp_async_16_prefetch<LLA_DECODE_L2_PREFETCH>(kdst + i * kKeyStep * Traits::kPitch,
-                                                        static_cast<const T*>(p.k) + off, fetch);
-      ptx::cp_async_16_prefetch<LLA_DECODE_L2_PREFETCH>(vdst + i * kKeyStep * Traits::kPitch,
-                                                        static_cast<const T*>(p.v) + off, fetch);
+      const int dst = Traits::chunk_offset(copy_key + i * kKeyStep, copy_chunk);
+      ptx::cp_async_16_prefetch<LLA_DECODE_L2_PREFETCH>(kdst + dst, static_cast<const T*>(p.k) + off, fetch);
+      ptx::cp_async_16_prefetch<LLA_DECODE_L2_PREFETCH>(vdst + dst, static_cast<const T*>(p.v) + off, fetch);
     }
   };
 #pragma unroll
@@ -199,13 +242,13 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     if (st.qr_off[row] >= 0 && chunk * 8 < D) {
       val = *reinterpret_cast<const uint4*>(static_cast<const T*>(row < 8 ? p.q : p.r) + st.qr_off[row] + chunk * 8);
     }
-    *reinterpret_cast<uint4*>(qr_smem + row * Traits::kPitch + chunk * 16) = val;
+    *reinterpret_cast<uint4*>(qr_smem + row * Traits::kQrPitch + chunk * 16) = val;
   }
   __syncthreads();
   LLA_TL(2);
 
   // A-operand address of this lane for ldmatrix.x4 (matrix lane / 8: rows +8 for odd, k +8 for >= 2).
-  const unsigned char* qr_lane = qr_smem + (lane % 8 + (lane / 8) % 2 * 8) * Traits::kPitch + (lane / 16) * 16;
+  const unsigned char* qr_lane = qr_smem + (lane % 8 + (lane / 8) % 2 * 8) * Traits::kQrPitch + (lane / 16) * 16;
   uint32_t qr_frag[Traits::kQrInRegisters ? KS : 1][4];
   if constexpr (Traits::kQrInRegisters) {
 #pragma unroll
@@ -228,23 +271,48 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
 
-  // B-operand lane offsets: K (no transpose): key = lane % 8 + 8 * (lane / 16), k + 8 * ((lane / 8) % 2);
-  // V (transpose): key = lane % 8 + 8 * ((lane / 8) % 2), dims + 8 * (lane / 16).
-  const int k_lane_off = (lane % 8 + 8 * (lane / 16)) * Traits::kPitch + ((lane / 8) % 2) * 16;
-  const int v_lane_off = (lane % 8 + 8 * ((lane / 8) % 2)) * Traits::kPitch + (lane / 16) * 16;
+  // B-operand lane addresses. K (no transpose): key = lane % 8 + 8 * (lane / 16), chunk
+  // 2 ks + (lane / 8) % 2; V (transpose): key = lane % 8 + 8 * ((lane / 8) % 2), chunk
+  // c + lane / 16 for an even c. A lane's keys are = lane % 8 (mod 8), so its swizzle
+  // is an XOR of the chunk index with a per-lane constant (chunk_offset in MmaTraits).
+  const int warp_key0 = key_group * Traits::kKeysPerWarp;
+  const int k_row = warp_key0 + lane % 8 + 8 * (lane / 16), v_row = warp_key0 + lane % 8 + 8 * ((lane / 8) % 2);
+  const int k_xor = ((lane / 8) % 2) ^ (lane % 8), v_xor = (lane / 16) ^ (lane % 8);
+  auto k_frag_off = [&](int ks) {  // chunks 2 ks (+1)
+    return (ks / 4) * Traits::kBoxBytes + k_row * Traits::kBoxRowBytes + (((2 * ks) % 8) ^ k_xor) * 16;
+  };
+  auto v_frag_off = [&](int c) {  // chunks c (+1), c even
+    return (c / 8) * Traits::kBoxBytes + v_row * Traits::kBoxRowBytes + ((c % 8) ^ v_xor) * 16;
+  };
 
   for (int tile = 0; tile < tiles; ++tile) {
-    cp_async_wait<Traits::kStages - 2>();
+    const int stage = tile % Traits::kStages;
+    if (tma) {
+      ptx::mbarrier_wait(&st.tile_full[stage], (tile / Traits::kStages) % 2);
+      // A tensor-map copy reads whole tiles: zero the V rows past the split's keys in
+      // its last tile (they may hold anything, NaN included, and 0 x NaN is NaN in P.V).
+      const long long tile_key0 = k_begin + static_cast<long long>(tile) * Traits::kTileKeys;
+      const long long left = k_end - tile_key0;
+      const int valid_keys = left < Traits::kTileKeys ? static_cast<int>(left) : Traits::kTileKeys;
+      if (valid_keys < Traits::kTileKeys) {
+        unsigned char* vt = v_stage + stage * Traits::kTileBytes;
+        const int n = (Traits::kTileKeys - valid_keys) * Traits::kChunksPerRow;
+        for (int c = threadIdx.x; c < n; c += Traits::kThreads) {
+          const int row = valid_keys + c / Traits::kChunksPerRow, chunk = c % Traits::kChunksPerRow;
+          *reinterpret_cast<uint4*>(vt + Traits::chunk_offset(row, chunk)) = make_uint4(0u, 0u, 0u, 0u);
+        }
+      }
+    } else {
+      cp_async_wait<Traits::kStages - 2>();
+    }
     __syncthreads();  // tile's bytes visible; every warp is done with the stage refilled below
     if (tile == 0) LLA_TL(3);
     if (tile + Traits::kStages - 1 < tiles) {
       load_tile(tile + Traits::kStages - 1, (tile + Traits::kStages - 1) % Traits::kStages);
     }
     cp_async_commit();
-    const int stage = tile % Traits::kStages;
-    const int warp_key0 = key_group * Traits::kKeysPerWarp;
-    const unsigned char* kw = k_stage + stage * Traits::kTileBytes + warp_key0 * Traits::kPitch + k_lane_off;
-    const unsigned char* vw = v_stage + stage * Traits::kTileBytes + warp_key0 * Traits::kPitch + v_lane_off;
+    const unsigned char* kw = k_stage + stage * Traits::kTileBytes;
+    const unsigned char* vw = v_stage + stage * Traits::kTileBytes;
 
     // 1. s and t for the warp's 16 keys: sc[n][0..1] = s, [2..3] = t of keys n*8 + 2*quad + {0,1}.
     // Two accumulators per key block (even / odd k-steps) halve the dependent mma chain.
@@ -257,7 +325,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
 #pragma unroll
     for (int ks = 0; ks < KS; ++ks) {
       uint32_t kf[4];  // b0, b1 of keys 0..7, then of keys 8..15
-      ldmatrix_x4(kf, kw + ks * 32);
+      ldmatrix_x4(kf, kw + k_frag_off(ks));
       float(&dst)[2][4] = ks % 2 == 0 ? sc : sc_odd;
       if constexpr (Traits::kQrInRegisters) {
         mma_bf16(dst[0], qr_frag[ks], kf[0], kf[1]);
@@ -302,7 +370,9 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         p1[n][i] = sx[n][i] == -INFINITY ? 0.f : exp2f(sx[n][i] - m_safe);
-        p2[n][i] = p1[n][i] * sc[n][2 + i];
+        // Invalid keys get p2 = 0 outright: their t may be NaN (a tensor-map copy reads
+        // whole tiles), and p1 t = 0 x NaN would not be 0.
+        p2[n][i] = sx[n][i] == -INFINITY ? 0.f : p1[n][i] * sc[n][2 + i];
       }
     }
     d1 = d1 * alpha + ((p1[0][0] + p1[0][1]) + (p1[1][0] + p1[1][1]));
@@ -331,7 +401,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
 #pragma unroll
     for (int nt = 0; nt < NT; nt += 2) {
       uint32_t vf[4];  // b0, b1 of dims nt*8.., then of dims (nt+1)*8..
-      ldmatrix_x4_trans(vf, vw + (col0 / 8 + nt) * 16);
+      ldmatrix_x4_trans(vf, vw + v_frag_off(col0 / 8 + nt));
       mma_bf16(acc[nt], a_hi, vf[0], vf[1]);
       mma_bf16(acc[nt + 1], a_hi, vf[2], vf[3]);
       if constexpr (Traits::kWeightWords == 3) {

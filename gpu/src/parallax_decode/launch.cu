@@ -1,13 +1,16 @@
 // Launch and dispatch of the Parallax decode kernel: runtime values become
 // template arguments here and nowhere else; anything unsupported is refused with
 // a message before a launch.
+#include <cuda.h>
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
 
 #include <algorithm>
 #include <atomic>
 #include <climits>
 #include <type_traits>
 #include <sstream>
+#include <string>
 #ifdef LLA_DECODE_TIMELINE
 #include <cstdio>
 #include <vector>
@@ -43,7 +46,8 @@ __global__ void __launch_bounds__(Traits::kThreads) decode_kernel_pipelined(cons
 // bf16 with D % 8 == 0: tensor cores, fused split merge (through distributed shared
 // memory in a cluster of the splits, or by the last CTA through global memory).
 template <class Traits, bool kClusterMerge>
-__global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm) decode_kernel_mma(const Params p) {
+__global__ void __launch_bounds__(Traits::kThreads, Traits::kCtasPerSm)
+    decode_kernel_mma(const __grid_constant__ Params p) {
   extern __shared__ __align__(16) unsigned char smem[];
   decode_cta_mma<Traits, kClusterMerge>(p, smem);
 }
@@ -201,6 +205,82 @@ void dispatch_rows(const Params& p, int rows, bool cluster_merge, cudaStream_t s
   }
 }
 
+// --- Tensor-map copies -------------------------------------------------------------
+
+// cuTensorMapEncodeTiled from the driver, looked up once through the runtime (no link
+// against libcuda); null where the driver does not have it.
+using EncodeTiled = PFN_cuTensorMapEncodeTiled_v12000;
+EncodeTiled tensor_map_encoder() {
+  static std::atomic<void*> cached{nullptr};  // a failed lookup is asked again next call
+  void* f = cached.load();
+  if (f == nullptr) {
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    cached.store(f);
+  }
+  return reinterpret_cast<EncodeTiled>(f);
+}
+
+// Compute capability major of the current device, asked once per device.
+int device_cc_major() {
+  static std::atomic<int> cache[64];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  if (dev >= 64) {
+    int major = 0;
+    (void)cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    return major;
+  }
+  int v = cache[dev].load();
+  if (v == 0) {
+    if (cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      v = 0;
+    }
+    cache[dev].store(v);
+  }
+  return v;
+}
+
+// Why tensor-map copies cannot serve this call (empty: they can).
+std::string tensor_map_obstacle(const DecodeArgs& a) {
+  const Problem& pr = a.problem;
+  if (a.dtype != DType::bf16) return "they serve bf16 only (fp16 runs on CUDA cores)";
+  if (pr.head_dim != 64 && pr.head_dim != 128 && pr.head_dim != 256) return "head_dim must be 64, 128 or 256";
+  if (a.paged.page_table != nullptr) return "they need a contiguous cache (a paged cache uses cp.async)";
+  if (pr.seqlen_k >= (1LL << 31) || pr.heads_kv >= (1LL << 31) || pr.batch >= (1LL << 31)) {
+    return "cache extents must be below 2^31";
+  }
+  if (pr.batch * pr.seqlen_k * pr.heads_kv * pr.head_dim * 2 >= (1LL << 40)) return "the cache must be below 2^40 bytes";
+  if (device_cc_major() < 9) return "they need compute capability 9.0 or newer";
+  if (tensor_map_encoder() == nullptr) return "the driver has no cuTensorMapEncodeTiled";
+  return {};
+}
+
+// The map of a (B, L_max, H_kv, D) cache as a 4-d tensor, innermost first; boxes of 64
+// columns x tile_keys keys of one head and batch entry, 128-byte swizzle (the layout
+// MmaTraits::chunk_offset reads), keys past L_max read as zeros.
+bool encode_cache_map(CUtensorMap* map, const void* base, const Problem& pr, int tile_keys) {
+  const cuuint64_t dims[4] = {static_cast<cuuint64_t>(pr.head_dim), static_cast<cuuint64_t>(pr.heads_kv),
+                              static_cast<cuuint64_t>(pr.seqlen_k), static_cast<cuuint64_t>(pr.batch)};
+  const cuuint64_t strides[3] = {static_cast<cuuint64_t>(pr.head_dim) * 2,
+                                 static_cast<cuuint64_t>(pr.heads_kv * pr.head_dim) * 2,
+                                 static_cast<cuuint64_t>(pr.seqlen_k * pr.heads_kv * pr.head_dim) * 2};
+  const cuuint32_t box[4] = {64, 1, static_cast<cuuint32_t>(tile_keys), 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  return tensor_map_encoder()(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<void*>(base), dims, strides, box,
+                              element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 }  // namespace
 }  // namespace decode
 
@@ -349,7 +429,23 @@ DecodeStatus parallax_decode(const DecodeArgs& a, void* stream, int sm_count) {
   p.scale = static_cast<float>(pr.softmax_scale());
   p.window = pr.window;
   p.num_splits = splits;
+  // Tensor-map copies (measured on an H200 with a copy-only probe, benchmarks/
+  // probe_kv_stream.cu: they stream a B32 L16384 cache at the device's read ceiling,
+  // 4.56 TB/s, where the 16-byte cp.async pattern peaks at 4.37).
+  const std::string obstacle = a.copy == DecodeCopy::cp_async ? std::string("not asked for")
+                                                                : decode::tensor_map_obstacle(a);
+  if (a.copy == DecodeCopy::tensor_map && !obstacle.empty()) return refuse("copy = tensor_map: " + obstacle);
   if (pr.batch == 0 || pr.seqlen_q == 0) return DecodeStatus{};
+  if (obstacle.empty() && pr.seqlen_k > 0) {
+    {
+      const int tile_keys = decode::mma_shape(pr.head_dim).tile_keys;
+      if (!decode::encode_cache_map(&p.k_map, a.k, pr, tile_keys) ||
+          !decode::encode_cache_map(&p.v_map, a.v, pr, tile_keys)) {
+        return refuse("cuTensorMapEncodeTiled refused the cache layout");
+      }
+      p.tensor_maps = 1;
+    }
+  }
   auto s = static_cast<cudaStream_t>(stream);
   const int rows = decode::rows_per_cta(pr);
   const bool cluster_merge = decode::uses_cluster_merge(pr, a.dtype, splits, sm_count);

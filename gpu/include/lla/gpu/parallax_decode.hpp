@@ -33,6 +33,14 @@ struct PagedCache {
   int64_t num_pages = 0;                // pages in the pool (for bounds checks of the table)
 };
 
+// How the bf16 tensor-core body brings K and V tiles into shared memory.
+enum class DecodeCopy {
+  automatic,   // tensor_map where it applies, else cp_async
+  cp_async,    // 16-byte cp.async per thread: every cache layout and head dim
+  tensor_map,  // Hopper tensor-map copies (TMA) of whole tiles: compute capability 9.0+,
+               // contiguous cache, bf16, head_dim 64, 128 or 256; refused elsewhere
+};
+
 struct DecodeArgs {
   // Shapes and masks: batch, seqlen_q (new tokens), seqlen_k (cache capacity Lmax,
   // or max_pages_per_seq * page_size when paged), heads, head_dim, scale, window.
@@ -49,6 +57,7 @@ struct DecodeArgs {
   const int32_t* seqused_k = nullptr;  // device, (batch); null = seqlen_k for every sequence
   const int32_t* cache_start = nullptr;  // device, (batch); null = 0
   PagedCache paged;
+  DecodeCopy copy = DecodeCopy::automatic;
   int num_splits = 0;                  // 0 = heuristic for the device; >= 1 forces
   void* workspace = nullptr;           // >= decode_workspace_bytes(...) when num_splits > 1,
                                        // zero-filled once after allocation (see above)
