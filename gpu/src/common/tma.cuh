@@ -39,6 +39,12 @@ __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, unsigned parity) {
       : "memory");
 }
 
+// Fetches a tensor map (in parameter, constant or global memory) into the copy
+// engine's descriptor cache ahead of the first copy that uses it.
+__device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
 // Box at coordinates (c0 innermost .. c3) of a 4-d tensor map into shared memory; its
 // bytes complete a transaction on `bar`. Coordinates past the tensor's extent read
 // as zeros. A CTA's own shared::cta address is a valid shared::cluster address.

@@ -127,14 +127,30 @@ struct CtaPlan {
   long long k_begin, k_end;  // this split's keys, a multiple of tile_keys wide
 };
 
+// The CTA's batch entry, KV head and rows (from the grid alone: no memory read).
+struct CtaRows {
+  long long b, g, row0;
+  int rows;
+};
 template <int R>
-__device__ __forceinline__ CtaPlan<R> plan_cta(const Params& p, int tile_keys) {
-  CtaPlan<R> c;
+__device__ __forceinline__ CtaRows cta_rows(const Params& p) {
+  CtaRows c;
   c.b = blockIdx.z;
   const unsigned row_chunks = static_cast<unsigned>(p.row_chunks);  // <= 65535 (grid y)
   c.g = blockIdx.y / row_chunks;
   c.row0 = (blockIdx.y % row_chunks) * R;
   c.rows = static_cast<int>(min((long long)R, p.rows - c.row0));
+  return c;
+}
+
+template <int R>
+__device__ __forceinline__ CtaPlan<R> plan_cta(const Params& p, int tile_keys) {
+  CtaPlan<R> c;
+  const CtaRows cr = cta_rows<R>(p);
+  c.b = cr.b;
+  c.g = cr.g;
+  c.row0 = cr.row0;
+  c.rows = cr.rows;
   c.split = blockIdx.x;
   long long hi = p.seqused_k ? p.seqused_k[c.b] : p.seqlen_k;
   hi = max(0LL, min(hi, p.seqlen_k));  // clamp to the real capacity, never to a bucket

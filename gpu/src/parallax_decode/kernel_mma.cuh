@@ -115,7 +115,6 @@ struct MmaSmallState {
   uint64_t tile_full[8];  // tensor-map copies: one mbarrier per K/V stage
   float warp_m[4][8], warp_d1[4][8], warp_d2[4][8];
   float cta_m[8], cta_d1[8], cta_d2[8];
-  long long qr_off[16];  // element offset of q (rows 0..7) / r (8..15) of each mma row; -1 = zero row
   int is_last;
   MergeScratch merge;
 };
@@ -157,6 +156,33 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   const int grp = lane / 4, quad = lane % 4;  // accumulator row (0..7) and column pair
   const int key_group = warp % Traits::kKeyGroups, d_part = warp / Traits::kKeyGroups;
   const int col0 = d_part * NT * 8;  // first head-dim column of this warp's P.V
+  const bool tma = p.tensor_maps;
+  if (tma && threadIdx.x == 0) {
+    ptx::prefetch_tensor_map(&p.k_map);
+    ptx::prefetch_tensor_map(&p.v_map);
+  }
+
+  // q rows at mma rows 0..7, r rows at 8..15, bf16 (exact: they are bf16 inputs),
+  // zero-padded; 16-byte loads (D % 8 == 0 keeps every row 16-byte aligned). They
+  // are issued first, into registers, so that they are not queued behind the K/V
+  // stream: issued after the first tiles' copies, the instrumented build saw them
+  // arrive 3-4 us late on the large grids, with the first tile waiting in shared memory.
+  constexpr int kQrChunks = 16 * Traits::kChunksPerRow;
+  constexpr int kQrPerThread = (kQrChunks + Traits::kThreads - 1) / Traits::kThreads;
+  uint4 qr_val[kQrPerThread];
+  {
+    const CtaRows cr = cta_rows<R>(p);
+#pragma unroll
+    for (int i = 0; i < kQrPerThread; ++i) {
+      const int c = threadIdx.x + i * Traits::kThreads;
+      const int row = c / Traits::kChunksPerRow, chunk = c % Traits::kChunksPerRow, x = row % 8;
+      qr_val[i] = make_uint4(0u, 0u, 0u, 0u);
+      if (c < kQrChunks && x < cr.rows && chunk * 8 < p.head_dim) {
+        const long long off = output_row(p, cr.b, cr.g, static_cast<unsigned>(cr.row0 + x)) * p.head_dim + chunk * 8;
+        qr_val[i] = *reinterpret_cast<const uint4*>(static_cast<const T*>(row < 8 ? p.q : p.r) + off);
+      }
+    }
+  }
   const CtaPlan<R> plan = plan_cta<R>(p, Traits::kTileKeys);
   const long long b = plan.b, g = plan.g, k_begin = plan.k_begin, k_end = plan.k_end;
   const int rows = plan.rows;
@@ -170,7 +196,6 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   unsigned char* qr_smem = v_stage + Traits::kStages * Traits::kTileBytes;
   // Tensor-map copies (contiguous cache, D a whole number of boxes; chosen by the
   // launcher): thread 0 issues a tile's boxes, an mbarrier per stage counts its bytes.
-  const bool tma = p.tensor_maps;
   if (tma && threadIdx.x == 0) {
 #pragma unroll
     for (int s = 0; s < Traits::kStages; ++s) ptx::mbarrier_init(&st.tile_full[s], 1);
@@ -226,25 +251,15 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
   }
   LLA_TL(1);
 
-  // q rows at mma rows 0..7, r rows at 8..15, bf16 (exact: they are bf16 inputs), zero-padded.
-  // Row offsets first (one thread per row), then
-  // 16-byte copies (D % 8 == 0 keeps every row 16-byte aligned).
-  if (threadIdx.x < 16) {
-    const int row = threadIdx.x, x = row % 8;
-    long long off = -1;
-    if (x < rows) off = output_row(p, b, g, static_cast<unsigned>(plan.row0 + x)) * D;
-    st.qr_off[row] = off;
-  }
-  __syncthreads();
-  for (int c = threadIdx.x; c < 16 * Traits::kChunksPerRow; c += Traits::kThreads) {
-    const int row = c / Traits::kChunksPerRow, chunk = c % Traits::kChunksPerRow;
-    uint4 val = make_uint4(0u, 0u, 0u, 0u);
-    if (st.qr_off[row] >= 0 && chunk * 8 < D) {
-      val = *reinterpret_cast<const uint4*>(static_cast<const T*>(row < 8 ? p.q : p.r) + st.qr_off[row] + chunk * 8);
+#pragma unroll
+  for (int i = 0; i < kQrPerThread; ++i) {
+    const int c = threadIdx.x + i * Traits::kThreads;
+    if (c < kQrChunks) {
+      const int row = c / Traits::kChunksPerRow, chunk = c % Traits::kChunksPerRow;
+      *reinterpret_cast<uint4*>(qr_smem + row * Traits::kQrPitch + chunk * 16) = qr_val[i];
     }
-    *reinterpret_cast<uint4*>(qr_smem + row * Traits::kQrPitch + chunk * 16) = val;
   }
-  __syncthreads();
+  __syncthreads();  // q, r staged; the mbarriers' initialisation visible to every thread
   LLA_TL(2);
 
   // A-operand address of this lane for ldmatrix.x4 (matrix lane / 8: rows +8 for odd, k +8 for >= 2).
