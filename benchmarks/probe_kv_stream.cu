@@ -6,8 +6,10 @@
 // (tile size, stages, CTAs per SM, cp.async against a tensor-map TMA copy, the L2
 // prefetch hint, the order of CTAs) or the work between the copies.
 //
-//   probe_kv_stream [--reps N]      prints one line per variant: median / min / max µs
-//                                   and TB/s of K + V, and the spread of CTA end times
+//   probe_kv_stream [--reps N] [--clusters]
+//       prints how many thread-block clusters of 8 and 16 decode-sized CTAs fit at once,
+//       then (without --clusters) one line per variant: median / min / max µs and TB/s
+//       of K + V, and the spread of CTA end times
 //
 // Shape: B = 32, L = 16384, H_kv = 8, D = 128 (the largest decode shape of the benchmark).
 
@@ -51,15 +53,40 @@ __device__ __forceinline__ unsigned smid() {
 }
 
 // Which (batch, head, key range) a CTA streams. map 0: heads of one batch entry are
-// consecutive CTAs (the decode kernel's order); map 1: batch entries are.
+// consecutive CTAs (the decode kernel's order); map 1: batch entries are. map 2: the
+// keys of every (batch, head) in `splits` parts of falling size (3/4 of the tiles,
+// then 1/8, 1/16, ..., the last two equal), part-major in the grid: the big parts of
+// every slice start first and the small ones fill the slots the fastest CTAs free,
+// which evens out the CTAs' end times if the hardware hands out CTAs in grid order.
 struct Slice {
   int b, g;
   long long k0;
   int tiles;
 };
 __device__ __forceinline__ Slice slice_of(int map, int splits, int tile_keys) {
-  const int split = blockIdx.x % splits, rg = blockIdx.x / splits;
   Slice s;
+  if (map == 2) {
+    const int part = blockIdx.x / (kB * kH), rg = blockIdx.x % (kB * kH);
+    s.g = rg % kH;
+    s.b = rg / kH;
+    const int total = kL / tile_keys;
+    // Tiles before part k: sizes total >> (j + 2) for parts j = 1 .. splits - 2, the last
+    // part repeating the one before it, part 0 the rest.
+    int rest = 0;
+    for (int j = 1; j < splits; ++j) rest += total >> (j == splits - 1 ? j + 1 : j + 2);
+    int begin = total - rest, size = total - rest;
+    if (part > 0) {
+      begin = total - rest;
+      for (int j = 1; j < part; ++j) begin += total >> (j + 2);
+      size = total >> (part == splits - 1 ? part + 1 : part + 2);
+    } else {
+      begin = 0;
+    }
+    s.k0 = static_cast<long long>(begin) * tile_keys;
+    s.tiles = size;
+    return s;
+  }
+  const int split = blockIdx.x % splits, rg = blockIdx.x / splits;
   s.g = map == 0 ? rg % kH : rg / kB;
   s.b = map == 0 ? rg / kH : rg % kB;
   const long long keys = kL / splits;
@@ -247,6 +274,12 @@ __global__ void __launch_bounds__(256) read_ceiling(const uint4* a, const uint4*
   sink[blockIdx.x * blockDim.x + threadIdx.x] = acc;
 }
 
+// Stands in for a decode CTA of a given shared-memory size in the cluster-occupancy query.
+__global__ void cluster_stand_in(unsigned* sink) {
+  extern __shared__ unsigned char smem_c[];
+  if (threadIdx.x == 0) sink[blockIdx.x] = smem_c[0];
+}
+
 struct Result {
   double med, lo, hi;
   double end_med, end_max;  // CTA end times from the earliest CTA start, µs
@@ -301,8 +334,10 @@ void print(const char* name, const Result& r, double bytes) {
 
 int main(int argc, char** argv) {
   int reps = 20;
+  bool clusters_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--reps") && i + 1 < argc) reps = std::atoi(argv[++i]);
+    if (!std::strcmp(argv[i], "--clusters")) clusters_only = true;
   }
   const size_t elems = size_t(kB) * kL * kH * kD, bytes = elems * 2;
   __nv_bfloat16 *k = nullptr, *v = nullptr;
@@ -320,6 +355,33 @@ int main(int argc, char** argv) {
   std::printf("probe_kv_stream: B%d L%d H%d D%d, K + V = %.3f GB, %d SMs; µs median / min / max of %d\n", kB, kL, kH,
               kD, total / 1e9, sms, reps);
 
+  // How many clusters of 8 and 16 CTAs of 128 threads fit at once, at the shared memory of
+  // the decode kernel's stages: 3 (two CTAs per SM) and 6 (one per SM). Sizes above 8
+  // need the non-portable opt-in; a 16-CTA cluster of one-per-SM CTAs needs a GPC with
+  // 16 free SMs.
+  CHECK(cudaFuncSetAttribute(cluster_stand_in, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  for (int stages : {3, 4, 6}) {
+    const int smem = stages * 32768 + 1024 + 4352;
+    CHECK(cudaFuncSetAttribute(cluster_stand_in, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    for (int size : {8, 16}) {
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(size * 64);
+      config.blockDim = dim3(128);
+      config.dynamicSmemBytes = smem;
+      cudaLaunchAttribute attribute{};
+      attribute.id = cudaLaunchAttributeClusterDimension;
+      attribute.val.clusterDim.x = size;
+      attribute.val.clusterDim.y = attribute.val.clusterDim.z = 1;
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+      int clusters = -1;
+      const cudaError_t e = cudaOccupancyMaxActiveClusters(&clusters, cluster_stand_in, &config);
+      std::printf("clusters of %2d CTAs with %3d KB shared memory each: %d fit at once%s\n", size, smem / 1024, clusters,
+                  e == cudaSuccess ? "" : cudaGetErrorString(e));
+      (void)cudaGetLastError();
+    }
+  }
+  if (clusters_only) return 0;
   {
     const int grid = sms * 8;
     auto r = time_it([&] { read_ceiling<<<grid, 256>>>(reinterpret_cast<const uint4*>(k), reinterpret_cast<const uint4*>(v),
@@ -383,6 +445,11 @@ int main(int argc, char** argv) {
   run_tma("tma 4w t64 s3 L2:128 (2 CTAs/SM)", stream_tma<3>, 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 0, 1, 0);
   run_tma("  + delay 300", stream_tma<3>, 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 0, 1, 300);
   run_tma("  L2:256", stream_tma<3>, 3, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, 0, 1, 0);
+  run_tma("  parts 3/4, 1/8, 1/8 (part-major)", stream_tma<3>, 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 2, 3, 0);
+  run_tma("  parts 3/4, 1/8, 1/16, 1/16", stream_tma<3>, 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 2, 4, 0);
+  run_tma("  parts 3/4, 1/8, 1/16, 1/32, 1/32", stream_tma<3>, 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 2, 5, 0);
+  run_tma("  + delay 300, 4 parts", stream_tma<3>, 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 2, 4, 300);
+  run_tma("  + delay 300, 1 part", stream_tma<3>, 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 0, 1, 300);
   run_tma("tma 4w t64 s4 (1 CTA/SM by smem)", stream_tma<4>, 4, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 0, 1, 0);
   run_tma("tma 4w t64 s2 (3 CTAs/SM)", stream_tma<2>, 2, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 0, 1, 0);
   run_tma("tma 4w t64 s2 splits 2 (3 CTAs/SM)", stream_tma<2>, 2, CU_TENSOR_MAP_L2_PROMOTION_L2_128B, 0, 2, 0);

@@ -154,10 +154,12 @@ void launch_mma(const Params& p, bool cluster_merge, cudaStream_t stream) {
 // What the split heuristic needs of the tensor-core body of a head-dim bucket.
 struct MmaShape {
   int ctas_per_sm, tile_keys;
+  long long tile_bytes;  // K and V of one tile
 };
 template <int kDMax>
 constexpr MmaShape mma_shape_of() {
-  return MmaShape{MmaTraits<kDMax, 8>::kCtasPerSm, MmaTraits<kDMax, 8>::kTileKeys};
+  return MmaShape{MmaTraits<kDMax, 8>::kCtasPerSm, MmaTraits<kDMax, 8>::kTileKeys,
+                  2LL * MmaTraits<kDMax, 8>::kTileBytes};
 }
 MmaShape mma_shape(long long head_dim) {
   return head_dim <= 64 ? mma_shape_of<64>() : head_dim <= 128 ? mma_shape_of<128>() : mma_shape_of<256>();
@@ -340,9 +342,16 @@ int decode_num_splits(const Problem& pr, int sm_count, DType dtype) {
   if (ctas <= 0 || sm_count <= 0) return 1;
   if (decode::uses_mma(dtype, pr.head_dim)) {
     // Model: a CTA costs its tiles plus ~2 tiles of pipeline fill and epilogue; CTAs
-    // run in waves of (SMs x CTAs per SM). Take the split count with the least modelled
+    // run in waves of (SMs x CTAs per SM). A tile takes a CTA the longer of its latency
+    // (~1 us with two tiles in flight) and its share of the device's bandwidth with c
+    // CTAs streaming at once (c x tile bytes / 4.4 TB/s): more splits only help while
+    // the concurrent CTAs are too few to fill the bandwidth. Both constants are the
+    // H200's (measured 2026-12-02: B1 L16384 with 16 splits, 128 CTAs, ~1.1 us a tile;
+    // 256 CTAs stream 4.44 TB/s; at B32 L4096 D64 one split took 62.7 us where the
+    // wave model alone chose 3, 73.4 us). Take the split count with the least modelled
     // time (ties: fewer splits, less merge work).
     const decode::MmaShape shape = decode::mma_shape(pr.head_dim);
+    constexpr double kTileLatencyNs = 1000.0, kBytesPerNs = 4400.0;
     const long long slots = static_cast<long long>(sm_count) * shape.ctas_per_sm;
     const long long tile_keys = shape.tile_keys;
     const long long tiles = std::max<long long>(1, (pr.seqlen_k + tile_keys - 1) / tile_keys);
@@ -351,11 +360,14 @@ int decode_num_splits(const Problem& pr, int sm_count, DType dtype) {
     // through the last CTA; with 4 rows a CTA, GQA 32:8 at L16384, 26.9 against 32.3 us:
     // the last CTA's merge grows with rows x splits; equal at L16384 with one row).
     const long long max_splits = ctas * decode::kMaxClusterSplits <= slots ? decode::kMaxClusterSplits : 64;
-    long long best = 1, best_cost = LLONG_MAX;
+    long long best = 1;
+    double best_cost = 0;
     for (long long s = 1; s <= std::min<long long>(max_splits, tiles); ++s) {
       const long long waves = (ctas * s + slots - 1) / slots;
-      const long long cost = waves * ((tiles + s - 1) / s + 2);
-      if (cost < best_cost) best = s, best_cost = cost;
+      const long long concurrent = std::min(ctas * s, slots);
+      const double tile_ns = std::max(kTileLatencyNs, static_cast<double>(concurrent * shape.tile_bytes) / kBytesPerNs);
+      const double cost = static_cast<double>(waves * ((tiles + s - 1) / s + 2)) * tile_ns;
+      if (s == 1 || cost < best_cost) best = s, best_cost = cost;
     }
     return static_cast<int>(best);
   }

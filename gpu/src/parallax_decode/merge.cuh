@@ -38,7 +38,7 @@ __device__ void merge_rows(const Params& p, int rows, MergeScratch& sc) {
   // the split states are reduced: they do not depend on the weights, and at B = 1 every
   // round trip to L2 is on the critical path. Splits past S re-read the last one and
   // are not added.
-  constexpr int kBatch = 16;
+  constexpr int kBatch = 32;
   float pre1[kBatch], pre2[kBatch];
   if (static_cast<int>(threadIdx.x) < rows * Di) {
     const int x = threadIdx.x / Di, d = threadIdx.x % Di;
