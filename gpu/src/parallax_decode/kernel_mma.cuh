@@ -169,6 +169,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     for (int s = 0; s < Traits::kStages; ++s) ptx::mbarrier_init(&st.tile_full[s], 1);
     ptx::mbarrier_init_fence();
   }
+  LLA_TL(8);
 
   // q rows at mma rows 0..7, r rows at 8..15, bf16 (exact: they are bf16 inputs),
   // zero-padded; 16-byte loads (D % 8 == 0 keeps every row 16-byte aligned). They
@@ -191,7 +192,15 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
       }
     }
   }
+  // The fields the end of the CTA reads (o, lse, partials) sit in later constant-bank
+  // lines: the last warp touches them now, off the path of the first copies, so the
+  // epilogue does not wait a round trip for them.
+  if (warp == Traits::kWarps - 1 && lane == 0) {
+    asm volatile("" ::"l"(p.o), "l"(p.lse), "l"(p.partials), "l"(p.batch));
+  }
+  LLA_TL(9);
   const CtaPlan<R> plan = plan_cta<R>(p, Traits::kTileKeys);
+  LLA_TL(10);
   const long long b = plan.b, g = plan.g, k_begin = plan.k_begin, k_end = plan.k_end;
   const int rows = plan.rows;
   const long long D = p.head_dim;

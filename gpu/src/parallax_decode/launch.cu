@@ -291,7 +291,7 @@ bool encode_cache_map(CUtensorMap* map, const void* base, const Problem& pr, int
 // instrumented kernel, the median and the maximum over its CTAs.
 void decode_timeline_report(long long ctas, int num_splits) {
   using decode::kTimelinePoints;
-  static unsigned long long h[decode::kTimelineCtas][kTimelinePoints + 2];
+  static unsigned long long h[decode::kTimelineCtas][kTimelinePoints + 3];
   ctas = std::min<long long>(ctas, decode::kTimelineCtas);
   cudaMemcpyFromSymbol(h, decode::g_decode_timeline, sizeof(h));
   unsigned long long t_min = ~0ull, t_max = 0;
@@ -318,9 +318,12 @@ void decode_timeline_report(long long ctas, int num_splits) {
               ctas, num_splits, double(t_max - t_min), med(starts), mx(starts), med(ends), mx(ends));
   std::printf("  cycles since entry (median / max):");
   const char* names[] = {"", "loads issued", "q,r staged", "tile 0 ready", "key loop done", "combined",
-                         "merge sync/counter", "end"};
+                         "merge sync/counter", "end", "barriers init", "q,r loads issued", "planned"};
   for (int i = 1; i < kTimelinePoints; ++i) std::printf(" | %s %.0f / %.0f", names[i], med(phase[i]), mx(phase[i]));
-  std::printf("\n");
+  std::vector<unsigned long long> sms;
+  for (long long c = 0; c < ctas; ++c) sms.push_back(h[c][kTimelinePoints + 2]);
+  std::sort(sms.begin(), sms.end());
+  std::printf("\n  SMs used: %ld\n", static_cast<long>(std::unique(sms.begin(), sms.end()) - sms.begin()));
 }
 #endif
 
