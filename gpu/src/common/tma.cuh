@@ -26,6 +26,10 @@ __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint64_t* bar, unsigne
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
                : "memory");
 }
+// Ends the barrier's life (before the CTA exits or the memory is used otherwise).
+__device__ __forceinline__ void mbarrier_inval(uint64_t* bar) {
+  asm volatile("mbarrier.inval.shared::cta.b64 [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
 // Waits until the phase with the given parity (0, 1, 0, ... per use of the barrier) completed.
 __device__ __forceinline__ void mbarrier_wait(uint64_t* bar, unsigned parity) {
   asm volatile(

@@ -169,6 +169,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     for (int s = 0; s < Traits::kStages; ++s) ptx::mbarrier_init(&st.tile_full[s], 1);
     ptx::mbarrier_init_fence();
   }
+  __syncthreads();  // every thread sees the barriers initialised before any is armed
   LLA_TL(8);
 
   // q rows at mma rows 0..7, r rows at 8..15, bf16 (exact: they are bf16 inputs),
@@ -269,7 +270,7 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
       *reinterpret_cast<uint4*>(qr_smem + row * Traits::kQrPitch + chunk * 16) = qr_val[i];
     }
   }
-  __syncthreads();  // q, r staged; the mbarriers' initialisation visible to every thread
+  __syncthreads();  // q, r staged
   LLA_TL(2);
 
   // A-operand address of this lane for ldmatrix.x4 (matrix lane / 8: rows +8 for odd, k +8 for >= 2).
@@ -451,6 +452,10 @@ __device__ void decode_cta_mma(const Params& p, unsigned char* smem) {
     st.warp_d2[warp][grp] = d2;
   }
   __syncthreads();  // also: every warp is done with the K/V stages reused below
+  if (tma && threadIdx.x == 0) {
+#pragma unroll
+    for (int s = 0; s < Traits::kStages; ++s) ptx::mbarrier_inval(&st.tile_full[s]);
+  }
   if (threadIdx.x < R) {
     const int x = threadIdx.x;
     float mc = -INFINITY;
