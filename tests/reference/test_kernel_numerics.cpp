@@ -234,7 +234,8 @@ struct BackwardScheme {
   int words;             // bf16 words per dS, dT, W value
   int saved_words;       // o and vbar as stored: 1 (bf16), 2 (bf16 hi + lo, the kernels), 0 (fp32)
   bool centred = false;  // dq, dr against keys centred on kbar = sum_j p_j k_j (see below)
-  int fwd_p1_words = 0;  // o, vbar from: 0 the exact forward; 1, 2 the kernels' forward with P1 in so many words
+  int fwd_p1_words = 0;  // o, vbar from: 0 the exact forward; 1, 2 the kernels' forward with P1 in so many
+                         // words; -1 a forward with P1 and P2 in one fp16 word each (V converted to fp16)
   int dk_words = 0;      // bf16 words per c dS, dT in the dK products (0: `words`)
   int dv_words = 0;      // bf16 words per W in the dV products (0: `words`)
   Precision word = Precision::bf16;  // the format of every word, the inputs and the gradients
@@ -260,12 +261,15 @@ constexpr BackwardScheme kBwdWgmma{"as kernels, dK one word (wgmma)", 2, 2, true
 // W in one word too is also within the rule, but dv's max-norm error grows to 1.6x
 // the fp32 baseline's (WgmmaDkdvWordsAgainstTheBaseline).
 constexpr BackwardScheme kBwdDkdvOneWord{"as kernels, dK/dV one word", 2, 2, true, 2, 1, 1};
+// The wgmma backward behind a forward that sends each weight as one fp16 word (the
+// lever for the forward's time target, docs/training.md): o and vbar still saved hi + lo.
+constexpr BackwardScheme kBwdWgmmaFp16Forward{"as wgmma, forward one fp16 word", 2, 2, true, -1, 1, 2};
 
 oracle::Gradients<double> model_backward(const Problem& p, const oracle::AttentionInputs<double>& in,
                                          const Tensor4<double>& g, const BackwardScheme& w) {
   auto fwd = oracle::parallax_forward(p, in);
-  if (w.fwd_p1_words > 0) {
-    WeightScheme f = w.fwd_p1_words == 2 ? kShiftTwo : kShiftP2Two;
+  if (w.fwd_p1_words != 0) {
+    WeightScheme f = w.fwd_p1_words == 2 ? kShiftTwo : w.fwd_p1_words == 1 ? kShiftP2Two : kShiftOneFp16;
     f.word = w.word;
     fwd.o = model_forward(p, in, f, 64, &fwd.vbar);
   }
@@ -395,11 +399,12 @@ double worst_backward_ratio(const BackwardScheme& w, Magnitude mag) {
 TEST(KernelNumerics, BackwardWeightsAgainstTheBaselineRule) {
   std::printf("%-40s %-20s %12s\n", "backward dS, dT, W", "inputs", "err/bound");
   for (const BackwardScheme* w : {&kBwdOneWord, &kBwdTwoWords, &kBwdThreeWords, &kBwdTwoWordsF32, &kBwdThreeWordsF32,
-                                  &kBwdTwoWordsCentred, &kBwdKernelsOneWordState, &kBwdKernels, &kBwdWgmma, &kBwdDkdvOneWord}) {
+                                  &kBwdTwoWordsCentred, &kBwdKernelsOneWordState, &kBwdKernels, &kBwdWgmma, &kBwdDkdvOneWord,
+                                  &kBwdWgmmaFp16Forward}) {
     for (Magnitude mag : kMagnitudes) {
       const double r = worst_backward_ratio(*w, mag);
       std::printf("%-40s %-20s %12.3f\n", w->name, to_string(mag), r);
-      if (w == &kBwdKernels || w == &kBwdWgmma) {
+      if (w == &kBwdKernels || w == &kBwdWgmma || w == &kBwdWgmmaFp16Forward) {
         EXPECT_LE(r, 1.0) << w->name << " on " << to_string(mag);
       }
     }
@@ -428,6 +433,7 @@ TEST(KernelNumerics, BackwardTwoKeyRowsNeedTheSavedResiduals) {
   };
   EXPECT_LE(worst(kBwdKernels), 1.0);
   EXPECT_LE(worst(kBwdWgmma), 1.0);
+  EXPECT_LE(worst(kBwdWgmmaFp16Forward), 1.0);  // the planned forward (docs/training.md): 0.77, less margin
   EXPECT_GT(worst(kBwdKernelsOneWordState), 1.0);  // the scheme the lane caught
   EXPECT_GT(worst(kBwdTwoWordsCentred), 1.0);       // exact forward, o and vbar in bf16: still fails
 }
