@@ -26,20 +26,12 @@
 #include <vector>
 
 #include "../gpu/src/common/mma.cuh"
+#include "gpu_timing.cuh"  // CHECK
 
 namespace {
 
 constexpr int kB = 32, kL = 16384, kH = 8, kD = 128;
 constexpr int kRowBytes = kD * 2;
-
-#define CHECK(x)                                                                           \
-  do {                                                                                     \
-    cudaError_t e_ = (x);                                                                  \
-    if (e_ != cudaSuccess) {                                                               \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                        \
-    }                                                                                      \
-  } while (0)
 
 __device__ __forceinline__ unsigned long long global_ns() {
   unsigned long long t;
@@ -72,15 +64,14 @@ __device__ __forceinline__ Slice slice_of(int map, int splits, int tile_keys) {
     const int total = kL / tile_keys;
     // Tiles before part k: sizes total >> (j + 2) for parts j = 1 .. splits - 2, the last
     // part repeating the one before it, part 0 the rest.
+    auto part_size = [&](int j) { return total >> (j == splits - 1 ? j + 1 : j + 2); };  // j >= 1
     int rest = 0;
-    for (int j = 1; j < splits; ++j) rest += total >> (j == splits - 1 ? j + 1 : j + 2);
-    int begin = total - rest, size = total - rest;
+    for (int j = 1; j < splits; ++j) rest += part_size(j);
+    int begin = 0, size = total - rest;
     if (part > 0) {
       begin = total - rest;
-      for (int j = 1; j < part; ++j) begin += total >> (j + 2);
-      size = total >> (part == splits - 1 ? part + 1 : part + 2);
-    } else {
-      begin = 0;
+      for (int j = 1; j < part; ++j) begin += part_size(j);
+      size = part_size(part);
     }
     s.k0 = static_cast<long long>(begin) * tile_keys;
     s.tiles = size;
@@ -243,33 +234,30 @@ __global__ void __launch_bounds__(128) stream_tma(const __grid_constant__ CUtens
   record(rec, t0);
 }
 
+// Four 16-byte non-caching loads, stride apart from index i, folded into acc (an index
+// past n re-reads element 0).
+__device__ __forceinline__ void xor_four(const uint4* a, long long i, long long stride, long long n, unsigned& acc) {
+  uint4 r[4];
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const long long idx = i + u * stride;
+    const uint4* src = idx < n ? a + idx : a;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[u].x), "=r"(r[u].y), "=r"(r[u].z), "=r"(r[u].w)
+                 : "l"(src));
+  }
+#pragma unroll
+  for (int u = 0; u < 4; ++u) acc ^= r[u].x ^ r[u].y ^ r[u].z ^ r[u].w;
+}
+
 // The device's read ceiling: every byte of K and V once, 16-byte non-caching loads,
-// four in flight per thread, a grid of many CTAs.
+// four in flight per thread and tensor, a grid of many CTAs.
 __global__ void __launch_bounds__(256) read_ceiling(const uint4* a, const uint4* b, long long n, unsigned* sink) {
   unsigned acc = 0;
   const long long stride = static_cast<long long>(gridDim.x) * blockDim.x;
   for (long long i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += 4 * stride) {
-    uint4 r[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const long long idx = i + u * stride;
-      const uint4* src = idx < n ? a + idx : a;
-      asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                   : "=r"(r[u].x), "=r"(r[u].y), "=r"(r[u].z), "=r"(r[u].w)
-                   : "l"(src));
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) acc ^= r[u].x ^ r[u].y ^ r[u].z ^ r[u].w;
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const long long idx = i + u * stride;
-      const uint4* src = idx < n ? b + idx : b;
-      asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-                   : "=r"(r[u].x), "=r"(r[u].y), "=r"(r[u].z), "=r"(r[u].w)
-                   : "l"(src));
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u) acc ^= r[u].x ^ r[u].y ^ r[u].z ^ r[u].w;
+    xor_four(a, i, stride, n, acc);
+    xor_four(b, i, stride, n, acc);
   }
   sink[blockIdx.x * blockDim.x + threadIdx.x] = acc;
 }

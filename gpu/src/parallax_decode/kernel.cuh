@@ -23,10 +23,11 @@ namespace lla::gpu::decode {
 // the launcher into the kernel (a __grid_constant__ parameter: the tensor maps must
 // stay in parameter space for the copy engine to read them).
 //
-// Field order matters for latency: the fields a CTA reads before its first copy come
-// first, in the first two 64-byte lines of the constant bank. Each constant-cache line
-// a CTA touches for the first time costs it a round trip (~700-1000 cycles measured by
-// the instrumented build, one after another: most of a small decode's prologue).
+// The fields a CTA reads before its first copy come first, in the first two 64-byte
+// lines of the constant bank. This was a test of whether constant-cache misses make
+// up the ~3000-cycle prologue; the instrumented build says they do not (the prologue's
+// steps took as long with the fields spread out, docs/gpu.md), and the order is kept
+// because it costs nothing.
 struct Params {
   // Read by every CTA before its first copy (the plan, the q/r rows, the copy choice).
   const void* q;
